@@ -1,0 +1,49 @@
+# The one front door. `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help install up test lint test-python test-frontend frontend-install bench bench-autoscale migrate clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -U pip
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev,local]'
+	touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install everything Python needs
+
+up: $(STAMP) ## run the whole system locally on embedded defaults (Ctrl-C stops it)
+	$(PY) scripts/run_local.py
+
+migrate: $(STAMP) ## apply database migrations to IMGCONV_DATABASE_URL
+	$(BIN)/alembic upgrade head
+
+lint: $(STAMP) ## ruff + mypy --strict
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy core api worker operator migrations tests bench scripts
+
+test-python: $(STAMP) ## pytest: unit + integration against the real Postgres/Redis/RabbitMQ
+	$(BIN)/pytest -p no:cacheprovider
+
+test-frontend: ## typecheck, lint, unit-test, build and browser-test the frontend
+	$(MAKE) -C frontend test
+
+test: lint test-python test-frontend ## everything CI runs
+
+bench: $(STAMP) ## speed benchmarks (not tests): prints a table
+	$(PY) -m bench.run
+
+bench-autoscale: $(STAMP) ## autoscaler simulation: our decision function vs a KEDA+HPA model
+	$(PY) -m bench.autoscale
+
+clean: ## remove local state (.data) and build output
+	rm -rf .data build .mypy_cache .ruff_cache .pytest_cache
