@@ -1,4 +1,4 @@
-"""Domain errors. The API turns them into HTTP responses in exactly one place (imgconv_api.errors)."""
+"""Domain errors; the API turns them into HTTP responses in one place (imgconv_api.errors)."""
 
 from __future__ import annotations
 
@@ -74,7 +74,7 @@ class EmptyFile(ImgconvError):
 
 
 class InvalidFiles(ImgconvError):
-    """One or more files of a multi-file upload were rejected; details lists each with its reason."""
+    """Some files of a multi-file upload were rejected; details lists each with its reason."""
 
     code = "invalid_files"
     status_hint = 422

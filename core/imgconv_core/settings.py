@@ -85,7 +85,7 @@ class Settings(BaseSettings):
                     "outside the local mode (IMGCONV_MODE=local)"
                 )
         if self.task_hard_time_limit <= self.task_soft_time_limit:
-            raise ValueError("IMGCONV_TASK_HARD_TIME_LIMIT must exceed IMGCONV_TASK_SOFT_TIME_LIMIT")
+            raise ValueError("IMGCONV_TASK_HARD_TIME_LIMIT must exceed the soft limit")
         for proxy in self.trusted_proxies:
             ipaddress.ip_network(proxy, strict=False)
         return self
