@@ -1,0 +1,228 @@
+"""Job persistence used by the API: clients, uploads, lookups, keyset pages, cancel/delete."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, delete, func, or_, select, tuple_, update
+from sqlalchemy.orm import Session
+
+from imgconv_core.db.models import Client, IdempotencyKey, Job
+from imgconv_core.errors import InvalidRequest
+from imgconv_core.jobs import TERMINAL_STATUSES, JobError, JobStatus, JobView, job_links
+from imgconv_core.storage import BlobStore, blob_key
+from imgconv_core.tokens import IssuedToken
+
+
+def job_view(job: Job) -> JobView:
+    """The public representation of a job row."""
+    error = None
+    if job.error_code is not None:
+        error = JobError(code=job.error_code, message=job.error_message or "")
+    return JobView(
+        id=job.id,
+        status=JobStatus(job.status),
+        filename=job.filename,
+        source_format=job.source_format,
+        target_format=job.target_format,
+        options=job.options,
+        source_bytes=job.source_bytes,
+        result_bytes=job.result_bytes,
+        width=job.width,
+        height=job.height,
+        source_width=job.source_width,
+        source_height=job.source_height,
+        attempts=job.attempts,
+        created_at=job.created_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+        error=error,
+        links=job_links(job.id),
+    )
+
+
+def create_client(tx: Session, issued: IssuedToken) -> None:
+    """Record a new anonymous client (only its token's hash)."""
+    tx.add(Client(id=issued.client_id, token_hash=issued.token_hash))
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """A validated upload, ready to be stored."""
+
+    filename: str
+    data: bytes
+    source_format: str
+    source_mime: str
+    width: int
+    height: int
+    target_format: str
+    options: dict[str, Any]
+    id: uuid.UUID
+
+
+def find_idempotent_upload(
+    tx: Session, client_id: uuid.UUID, key: str
+) -> tuple[str, list[Job]] | None:
+    """The fingerprint and jobs of an earlier upload with this Idempotency-Key, if any."""
+    row = tx.get(IdempotencyKey, (client_id, key))
+    if row is None:
+        return None
+    jobs = tx.scalars(select(Job).where(Job.id.in_(row.job_ids))).all()
+    by_id = {job.id: job for job in jobs}
+    return row.fingerprint, [by_id[i] for i in row.job_ids if i in by_id]
+
+
+def insert_jobs(
+    tx: Session,
+    store: BlobStore,
+    client_id: uuid.UUID,
+    new_jobs: Sequence[NewJob],
+    idempotency: tuple[str, str] | None = None,
+) -> list[Job]:
+    """Store the jobs and their source images in the caller's transaction (all or nothing)."""
+    jobs = []
+    for new in new_jobs:
+        job = Job(
+            id=new.id,
+            client_id=client_id,
+            status=JobStatus.QUEUED.value,
+            version=1,
+            filename=new.filename,
+            source_format=new.source_format,
+            source_mime=new.source_mime,
+            target_format=new.target_format,
+            options=new.options,
+            source_bytes=len(new.data),
+            source_width=new.width,
+            source_height=new.height,
+            attempts=0,
+        )
+        tx.add(job)
+        jobs.append(job)
+    if idempotency is not None:
+        key, fingerprint = idempotency
+        tx.add(
+            IdempotencyKey(
+                client_id=client_id, key=key, fingerprint=fingerprint, job_ids=[j.id for j in jobs]
+            )
+        )
+    tx.flush()  # rows before blobs: a constraint error aborts before the big writes
+    for new in new_jobs:
+        store.put(tx, blob_key(new.id, "source"), new.data, new.source_mime)
+    tx.flush()
+    for job in jobs:
+        tx.refresh(job)  # server defaults (created_at)
+    return jobs
+
+
+def get_job(tx: Session, job_id: uuid.UUID) -> Job | None:
+    """A job by id, whoever owns it."""
+    return tx.get(Job, job_id)
+
+
+def mark_enqueued(tx: Session, job_ids: Sequence[uuid.UUID]) -> None:
+    """Record that the broker accepted these jobs' messages (the outbox is done with them)."""
+    tx.execute(
+        update(Job)
+        .where(Job.id.in_(job_ids), Job.enqueued_at.is_(None))
+        .values(enqueued_at=func.now())
+    )
+
+
+def encode_cursor(job: Job) -> str:
+    """An opaque keyset cursor pointing after `job`."""
+    raw = f"{job.created_at.isoformat()}|{job.id}".encode()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    """The (created_at, id) key of a cursor; InvalidRequest if it is not one of ours."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        created, job_id = raw.split("|")
+        return datetime.fromisoformat(created), uuid.UUID(job_id)
+    except (binascii.Error, ValueError, UnicodeDecodeError) as exc:
+        raise InvalidRequest("cursor is not valid; use next_cursor from a previous page") from exc
+
+
+def list_jobs(
+    tx: Session,
+    client_id: uuid.UUID,
+    *,
+    limit: int,
+    cursor: str | None = None,
+    status: JobStatus | None = None,
+) -> tuple[list[Job], str | None]:
+    """A page of a client's jobs, newest first (keyset pagination, no OFFSET)."""
+    query = select(Job).where(Job.client_id == client_id)
+    if status is not None:
+        query = query.where(Job.status == status.value)
+    if cursor is not None:
+        created, job_id = decode_cursor(cursor)
+        query = query.where(tuple_(Job.created_at, Job.id) < tuple_(created, job_id))
+    query = query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)
+    jobs = list(tx.scalars(query).all())
+    next_cursor = encode_cursor(jobs[limit - 1]) if len(jobs) > limit else None
+    return jobs[:limit], next_cursor
+
+
+def cancel_job(tx: Session, store: BlobStore, job: Job) -> Job:
+    """Cancel a queued/processing job and delete its images; the job row stays, `canceled`."""
+    row = tx.execute(
+        update(Job)
+        .where(Job.id == job.id, Job.status.in_([JobStatus.QUEUED, JobStatus.PROCESSING]))
+        .values(
+            status=JobStatus.CANCELED.value,
+            version=Job.version + 1,
+            finished_at=func.now(),
+            updated_at=func.now(),
+            claimed_by=None,
+            lease_expires_at=None,
+        )
+        .returning(Job)
+        .execution_options(populate_existing=True)
+    ).scalar_one_or_none()
+    store.delete(tx, [blob_key(job.id, "source"), blob_key(job.id, "result")])
+    if row is None:  # it finished meanwhile: the caller deletes it as a terminal job
+        tx.refresh(job)
+        return job
+    return row
+
+
+def delete_job(tx: Session, store: BlobStore, job_id: uuid.UUID) -> None:
+    """Delete a finished job and its images."""
+    store.delete(tx, [blob_key(job_id, "source"), blob_key(job_id, "result")])
+    tx.execute(delete(Job).where(Job.id == job_id))
+
+
+def count_by_status(tx: Session) -> dict[str, int]:
+    """Number of jobs in each status, across all clients (aggregates only)."""
+    counts = {status.value: 0 for status in JobStatus}
+    rows = tx.execute(select(Job.status, func.count()).group_by(Job.status)).all()
+    for status, count in rows:
+        counts[status] = int(count)
+    return counts
+
+
+def live_or_recent_jobs(tx: Session, since: datetime) -> list[Job]:
+    """Jobs not yet terminal, or changed since `since` (the cache reconciler's work list)."""
+    return list(
+        tx.scalars(
+            select(Job).where(
+                or_(
+                    Job.status.in_([JobStatus.QUEUED.value, JobStatus.PROCESSING.value]),
+                    and_(
+                        Job.status.in_([s.value for s in TERMINAL_STATUSES]),
+                        Job.updated_at >= since,
+                    ),
+                )
+            )
+        ).all()
+    )

@@ -1,0 +1,173 @@
+"""Header-only inspection of uploaded bytes: format, size, frame count, limits."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass
+from io import BytesIO
+from typing import TYPE_CHECKING
+
+import pillow_heif
+from PIL import ExifTags, Image
+
+from imgconv_core.errors import (
+    EmptyFile,
+    ImageDecodeError,
+    ImageTooLarge,
+    NotAnImage,
+    TooManyFrames,
+    UnsupportedSourceFormat,
+)
+from imgconv_core.images.formats import MIME_TYPES, PILLOW_FORMATS, SOURCE_FORMATS
+from imgconv_core.images.sniff import sniff_format, sniff_unsupported
+
+if TYPE_CHECKING:
+    from imgconv_core.settings import Settings
+
+# Done once at import: HEIC support, and Pillow's decompression-bomb guard switched off
+# because our own limits (frames x pixels, checked from the header before any decoding)
+# are stricter and raise proper domain errors instead of warnings or a 500.
+pillow_heif.register_heif_opener()
+Image.MAX_IMAGE_PIXELS = None
+
+# What Pillow and its plugins raise on malformed data; never let these escape as a 500.
+PILLOW_ERRORS: tuple[type[Exception], ...] = (
+    OSError,
+    SyntaxError,
+    ValueError,
+    EOFError,
+    IndexError,
+    KeyError,
+    TypeError,
+    struct.error,
+    zlib.error,
+    MemoryError,
+    RuntimeError,
+)
+
+_SUPPORTED_LIST = "JPEG, PNG, WebP, GIF, BMP, TIFF, AVIF or HEIC"
+_SNIFF_BYTES = 1024
+
+# Orientations 5-8 rotate by 90 degrees, so the displayed width and height swap.
+_SWAPS_AXES = frozenset({5, 6, 7, 8})
+
+
+@dataclass(frozen=True)
+class ImageLimits:
+    """Per-image limits; pixels count every frame (frames x width x height)."""
+
+    max_pixels: int
+    max_frames: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ImageLimits:
+        """Build the limits from the service settings."""
+        return cls(max_pixels=settings.max_pixels, max_frames=settings.max_frames)
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What the header says; width and height are as displayed (EXIF orientation applied)."""
+
+    format: str
+    width: int
+    height: int
+    frames: int
+    mime_type: str
+
+
+def exif_orientation(im: Image.Image) -> int:
+    """Return the EXIF orientation (1-8) from already-parsed metadata, 1 if absent or invalid."""
+    # A PNG eXIf chunk after the image data would force a full decode just to read it.
+    if im.format == "PNG" and "exif" not in im.info and "Raw profile type exif" not in im.info:
+        return 1
+    try:
+        value = im.getexif().get(ExifTags.Base.Orientation, 1)
+    except PILLOW_ERRORS:
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def count_frames(im: Image.Image, fmt: str) -> int:
+    """Return the number of frames we would convert."""
+    if fmt == "heic":
+        # Extra top-level HEIF images (bursts, depth maps) are not an animation; we
+        # convert the primary image only.
+        return 1
+    n_frames = getattr(im, "n_frames", 1)
+    return n_frames if isinstance(n_frames, int) and n_frames > 0 else 1
+
+
+def open_image(data: bytes, limits: ImageLimits) -> tuple[Image.Image, ImageInfo]:
+    """Open the bytes lazily (header only) after sniffing and checking them against limits."""
+    if not data:
+        raise EmptyFile("The file is empty.")
+    head = data[:_SNIFF_BYTES]
+    fmt = sniff_format(head)
+    if fmt is None:
+        other = sniff_unsupported(head)
+        if other is not None:
+            raise UnsupportedSourceFormat(
+                f"{other} files are not supported; send a {_SUPPORTED_LIST} image.",
+                details={"detected": other},
+            )
+        raise NotAnImage(f"The file is not a {_SUPPORTED_LIST} image.")
+    assert fmt in SOURCE_FORMATS
+    try:
+        im = Image.open(BytesIO(data), formats=[PILLOW_FORMATS[fmt]])
+    except Image.DecompressionBombError as exc:  # only if someone re-enabled Pillow's guard
+        raise ImageTooLarge(f"The image is too large: {exc}") from None
+    except PILLOW_ERRORS:
+        raise NotAnImage(
+            f"The file starts like a {fmt.upper()} image but its header cannot be read."
+        ) from None
+    try:
+        info = _check(im, fmt, limits)
+    except BaseException:
+        im.close()
+        raise
+    return im, info
+
+
+def _check(im: Image.Image, fmt: str, limits: ImageLimits) -> ImageInfo:
+    width, height = im.size
+    if width <= 0 or height <= 0:
+        raise NotAnImage("The image has no pixels (zero width or height).")
+    pixels = width * height
+    # Checked before counting frames: counting can mean walking the whole file.
+    if pixels > limits.max_pixels:
+        raise ImageTooLarge(
+            f"The image has {pixels:,} pixels ({width} x {height}); "
+            f"the limit is {limits.max_pixels:,}.",
+            details={"pixels": pixels, "max_pixels": limits.max_pixels},
+        )
+    try:
+        frames = count_frames(im, fmt)
+    except PILLOW_ERRORS:
+        raise ImageDecodeError(
+            f"The {fmt.upper()} image is truncated or corrupt: its frames cannot be read."
+        ) from None
+    if frames > limits.max_frames:
+        raise TooManyFrames(
+            f"The image has {frames} frames; the limit is {limits.max_frames}.",
+            details={"frames": frames, "max_frames": limits.max_frames},
+        )
+    if frames * pixels > limits.max_pixels:
+        raise ImageTooLarge(
+            f"The animation has {frames * pixels:,} pixels ({frames} frames of "
+            f"{width} x {height}); the limit is {limits.max_pixels:,}.",
+            details={"pixels": frames * pixels, "max_pixels": limits.max_pixels},
+        )
+    if exif_orientation(im) in _SWAPS_AXES:
+        width, height = height, width
+    return ImageInfo(
+        format=fmt, width=width, height=height, frames=frames, mime_type=MIME_TYPES[fmt]
+    )
+
+
+def inspect_image(data: bytes, limits: ImageLimits) -> ImageInfo:
+    """Sniff and check an upload from its header alone; raises a domain error if unacceptable."""
+    im, info = open_image(data, limits)
+    im.close()
+    return info

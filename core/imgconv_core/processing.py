@@ -1,0 +1,246 @@
+"""What a worker does with a job, as transactions: claim, finish, fail, re-queue, sweep.
+
+A job is claimed by one worker process at a time (`claimed_by` = "<host>:<pid>", with a lease).
+A duplicate or redelivered message for a claimed job either takes over (the holder is provably
+dead, or its lease ran out), is deferred until the lease ends, or is dropped (job finished).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import Session
+
+from imgconv_core.db.models import Job
+from imgconv_core.jobs import JobStatus
+from imgconv_core.storage import BlobStore, blob_key
+
+WORKER_LOST = "worker_lost"
+
+
+def current_claimant() -> str:
+    """This process's identity in `jobs.claimed_by`."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def holder_is_dead(claimed_by: str, me: str) -> bool:
+    """Whether a claim provably belongs to a dead process (or to this one, from an earlier try).
+
+    Only claims made on this host can be checked; elsewhere the lease decides.
+    """
+    if claimed_by == me:
+        # One task at a time per process: our own claim is from a run that already ended.
+        return True
+    host, _, pid = claimed_by.rpartition(":")
+    if host != me.rpartition(":")[0] or not pid.isdigit():
+        return False
+    return not _pid_alive(int(pid))
+
+
+class ClaimOutcome(StrEnum):
+    CLAIMED = "claimed"
+    GONE = "gone"  # finished, canceled or deleted: drop the message
+    BUSY = "busy"  # a live worker holds it: try again when its lease ends
+    EXHAUSTED = "exhausted"  # too many attempts: the job was failed
+
+
+@dataclass(frozen=True)
+class Claim:
+    outcome: ClaimOutcome
+    job: Job | None = None
+    retry_in: float = 0.0
+
+
+def claim_job(tx: Session, job_id: uuid.UUID, me: str, *, lease: float, max_attempts: int) -> Claim:
+    """Try to take a job for processing (see the module docstring)."""
+    job = tx.scalars(select(Job).where(Job.id == job_id).with_for_update()).one_or_none()
+    if job is None or JobStatus(job.status).is_terminal:
+        return Claim(ClaimOutcome.GONE, job)
+    now = tx.scalar(select(func.now()))
+    assert now is not None
+    if job.status == JobStatus.PROCESSING.value and job.claimed_by is not None:
+        expired = job.lease_expires_at is None or job.lease_expires_at <= now
+        if not expired and not holder_is_dead(job.claimed_by, me):
+            assert job.lease_expires_at is not None
+            return Claim(ClaimOutcome.BUSY, job, (job.lease_expires_at - now).total_seconds())
+    if job.attempts >= max_attempts:
+        failed = _fail(
+            tx,
+            job,
+            WORKER_LOST,
+            f"the conversion was interrupted {job.attempts} times (worker crashed or timed out)",
+        )
+        return Claim(ClaimOutcome.EXHAUSTED, failed)
+    job.status = JobStatus.PROCESSING.value
+    job.attempts += 1
+    job.version += 1
+    job.claimed_by = me
+    job.started_at = now
+    job.lease_expires_at = now + timedelta(seconds=lease)
+    job.updated_at = now
+    job.error_code = None
+    job.error_message = None
+    tx.flush()
+    return Claim(ClaimOutcome.CLAIMED, job)
+
+
+@dataclass(frozen=True)
+class Result:
+    data: bytes
+    mime_type: str
+    width: int
+    height: int
+
+
+def complete_job(
+    tx: Session, store: BlobStore, job_id: uuid.UUID, me: str, result: Result
+) -> Job | None:
+    """Store the result and mark the job completed, unless it was canceled or taken over."""
+    job = tx.scalars(
+        update(Job)
+        .where(
+            Job.id == job_id,
+            Job.status == JobStatus.PROCESSING.value,
+            Job.claimed_by == me,
+        )
+        .values(
+            status=JobStatus.COMPLETED.value,
+            version=Job.version + 1,
+            result_bytes=len(result.data),
+            width=result.width,
+            height=result.height,
+            finished_at=func.now(),
+            updated_at=func.now(),
+            claimed_by=None,
+            lease_expires_at=None,
+        )
+        .returning(Job)
+        .execution_options(populate_existing=True)
+    ).one_or_none()
+    if job is not None:
+        store.put(tx, blob_key(job_id, "result"), result.data, result.mime_type)
+    return job
+
+
+def _fail(tx: Session, job: Job, code: str, message: str) -> Job:
+    job.status = JobStatus.FAILED.value
+    job.version += 1
+    job.error_code = code
+    job.error_message = message
+    job.claimed_by = None
+    job.lease_expires_at = None
+    job.finished_at = job.updated_at = datetime.now(UTC)
+    tx.flush()
+    return job
+
+
+def fail_job(tx: Session, job_id: uuid.UUID, me: str | None, code: str, message: str) -> Job | None:
+    """Mark a job failed (if `me` is given, only while this process still holds it)."""
+    job = tx.scalars(select(Job).where(Job.id == job_id).with_for_update()).one_or_none()
+    if job is None or JobStatus(job.status).is_terminal:
+        return None
+    if me is not None and job.claimed_by != me:
+        return None
+    return _fail(tx, job, code, message)
+
+
+def release_job(tx: Session, job_id: uuid.UUID, me: str) -> Job | None:
+    """Give a claimed job back to the queue (before a retry of a transient error)."""
+    return tx.scalars(
+        update(Job)
+        .where(Job.id == job_id, Job.status == JobStatus.PROCESSING.value, Job.claimed_by == me)
+        .values(
+            status=JobStatus.QUEUED.value,
+            version=Job.version + 1,
+            claimed_by=None,
+            lease_expires_at=None,
+            updated_at=func.now(),
+        )
+        .returning(Job)
+        .execution_options(populate_existing=True)
+    ).one_or_none()
+
+
+def requeue_expired(tx: Session, *, max_attempts: int) -> tuple[list[Job], list[Job]]:
+    """Jobs whose worker vanished (lease over): re-queued, or failed after too many attempts."""
+    stuck = tx.scalars(
+        select(Job)
+        .where(Job.status == JobStatus.PROCESSING.value, Job.lease_expires_at < func.now())
+        .with_for_update(skip_locked=True)
+    ).all()
+    requeued, failed = [], []
+    for job in stuck:
+        if job.attempts >= max_attempts:
+            failed.append(
+                _fail(
+                    tx,
+                    job,
+                    WORKER_LOST,
+                    f"the conversion was interrupted {job.attempts} times "
+                    "(worker crashed or timed out)",
+                )
+            )
+            continue
+        job.status = JobStatus.QUEUED.value
+        job.version += 1
+        job.claimed_by = None
+        job.lease_expires_at = None
+        job.enqueued_at = None  # the outbox publishes it again
+        job.updated_at = datetime.now(UTC)
+        requeued.append(job)
+    tx.flush()
+    return requeued, failed
+
+
+def unpublished_jobs(tx: Session, *, older_than: float, limit: int = 500) -> list[uuid.UUID]:
+    """Queued jobs whose message the broker never confirmed (the outbox)."""
+    cutoff = func.now() - timedelta(seconds=older_than)
+    return list(
+        tx.scalars(
+            select(Job.id)
+            .where(
+                Job.status == JobStatus.QUEUED.value,
+                Job.enqueued_at.is_(None),
+                Job.updated_at < cutoff,
+            )
+            .order_by(Job.created_at)
+            .limit(limit)
+        ).all()
+    )
+
+
+def expire_jobs(
+    tx: Session, store: BlobStore, *, retention: timedelta, limit: int = 500
+) -> list[uuid.UUID]:
+    """Delete jobs (and their images) created longer ago than the retention period."""
+    cutoff = func.now() - retention
+    ids = list(
+        tx.scalars(
+            select(Job.id)
+            .where(Job.created_at < cutoff)
+            .order_by(Job.created_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        ).all()
+    )
+    if not ids:
+        return []
+    store.delete(tx, [blob_key(i, role) for i in ids for role in ("source", "result")])
+    tx.execute(delete(Job).where(Job.id.in_(ids)))
+    return ids

@@ -1,0 +1,85 @@
+"""Job status in Redis: what polls are answered from, and the pub/sub that wakes long polls.
+
+An entry is `<owner hex>|<version>|<terminal 0/1>|<job JSON>` so the API answers a poll with one
+GET and no JSON round trip. A write only lands if its version is newer than the cached one, so
+a slow writer never overwrites a newer status. An unknown id is cached as `-` for a short while.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+import redis
+
+from imgconv_core.jobs import JobView
+
+JOB_EVENTS_CHANNEL = "imgconv:job-events"
+UNKNOWN = b"-"
+
+# KEYS[1] entry key; ARGV: entry, version, ttl, channel, job id
+WRITE_IF_NEWER = """
+local cur = redis.call('GET', KEYS[1])
+if cur and cur ~= '-' then
+  local v = tonumber(string.match(cur, '^[^|]*|(%d+)|'))
+  if v and v >= tonumber(ARGV[2]) then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[3])
+redis.call('PUBLISH', ARGV[4], ARGV[5])
+return 1
+"""
+
+
+def job_key(job_id: uuid.UUID | str) -> str:
+    """The Redis key of a job's cached status."""
+    return f"imgconv:job:{job_id}"
+
+
+@dataclass(frozen=True)
+class CachedJob:
+    owner: str
+    version: int
+    terminal: bool
+    body: bytes
+
+    @property
+    def etag(self) -> str:
+        """The HTTP entity tag of this job state."""
+        return f'"{self.version}"'
+
+
+def encode_entry(owner: uuid.UUID, view: JobView, version: int) -> bytes:
+    """Serialize a job for the cache (the JSON part is exactly the API's response body)."""
+    head = f"{owner.hex}|{version}|{int(view.status.is_terminal)}|".encode()
+    return head + view.model_dump_json().encode()
+
+
+def decode_entry(raw: bytes) -> CachedJob | None:
+    """Parse a cache entry; None for the unknown-id marker."""
+    if raw == UNKNOWN:
+        return None
+    owner, version, terminal, body = raw.split(b"|", 3)
+    return CachedJob(owner.decode(), int(version), terminal == b"1", body)
+
+
+def write_job(client: redis.Redis, owner: uuid.UUID, view: JobView, version: int, ttl: int) -> bool:
+    """Write a job's status through to Redis and wake its long polls (sync, for workers)."""
+    result = client.eval(
+        WRITE_IF_NEWER,
+        1,
+        job_key(view.id),
+        encode_entry(owner, view, version),
+        version,
+        ttl,
+        JOB_EVENTS_CHANNEL,
+        str(view.id),
+    )
+    return bool(result)
+
+
+def forget_job(client: redis.Redis, job_id: uuid.UUID) -> None:
+    """Drop a deleted job from the cache and wake its long polls."""
+    pipe = client.pipeline(transaction=False)
+    pipe.delete(job_key(job_id))
+    pipe.publish(JOB_EVENTS_CHANNEL, str(job_id))
+    pipe.execute()
