@@ -1,0 +1,303 @@
+"""Pure scaling decisions: no I/O, no clock, no Kubernetes; every result follows from the inputs."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+
+
+class Direction(StrEnum):
+    """Which way a decision moves the replica count."""
+
+    UP = "up"
+    DOWN = "down"
+    NONE = "none"
+
+
+class Reason(StrEnum):
+    """Why a decision came out the way it did (used in events, status and metric labels)."""
+
+    BACKLOG = "Backlog"  # service time unknown: one slot per outstanding message
+    THROUGHPUT = "Throughput"  # arrivals + backlog drained within targetDrainSeconds
+    IN_FLIGHT = "InFlight"  # held up by tasks that are running right now
+    NO_WORK = "NoWork"  # nothing ready, nothing in flight: go to the idle level
+    BELOW_ACTIVATION = "BelowActivation"  # a little work while idle: one replica, not minReplicas
+    WITHIN_TOLERANCE = "WithinTolerance"  # demand within tolerance of the current capacity
+    STABILIZING = "Stabilizing"  # scale-down wanted, but the window does not agree yet
+    STEP_LIMITED = "StepLimited"  # moved, but by at most the step limit
+    ABOVE_MAX = "AboveMax"  # current count above maxReplicas: corrected at once
+    STEADY = "Steady"  # nothing to change
+    FALLBACK = "Fallback"  # queue unreadable: hold (or the fixed fallback count, never lower)
+    PAUSED = "Paused"  # imgconv.io/paused or imgconv.io/paused-replicas
+
+
+@dataclass(frozen=True)
+class StepPolicy:
+    """How fast one direction may move: stabilization window and the largest step per decision."""
+
+    stabilization_seconds: float
+    max_step: int = 0  # pods per decision; the larger of this and max_step_percent wins
+    max_step_percent: int = 100  # of the current count; both 0 means unlimited
+
+    def limit(self, current: int) -> int | None:
+        """Largest change allowed from `current` in one decision (None: unlimited)."""
+        if self.max_step <= 0 and self.max_step_percent <= 0:
+            return None
+        by_percent = math.ceil(current * self.max_step_percent / 100)
+        return max(self.max_step, by_percent, 1)
+
+
+@dataclass(frozen=True)
+class ScalingPolicy:
+    """The WorkerAutoscaler spec, as far as the decision needs it."""
+
+    concurrency_per_replica: int = 1
+    target_utilization: float = 0.8
+    min_replicas: int = 1
+    max_replicas: int = 10
+    idle_replicas: int | None = None  # replicas with no work at all; None means min_replicas
+    activation_backlog: int = 0
+    target_drain_seconds: float = 30.0
+    tolerance: float = 0.1
+    scale_up: StepPolicy = field(default_factory=lambda: StepPolicy(0.0, 10, 100))
+    scale_down: StepPolicy = field(default_factory=lambda: StepPolicy(60.0, 0, 100))
+
+    @property
+    def idle_level(self) -> int:
+        """Replica count when there is no work at all."""
+        return self.min_replicas if self.idle_replicas is None else self.idle_replicas
+
+
+@dataclass(frozen=True)
+class QueueSample:
+    """One reading of the queue: counts plus optional rates and per-pod busyness."""
+
+    ready: int
+    unacked: int
+    consumers: int = 0
+    arrival_rate: float | None = None  # messages/s published into the queue
+    drain_rate: float | None = None  # messages/s acknowledged (tasks finished)
+    busy_pods: int | None = None  # pods holding unacked messages; None: not known per pod
+
+    @property
+    def work(self) -> int:
+        """Messages waiting or being worked on."""
+        return self.ready + self.unacked
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """An unstabilized recommendation at a point in time."""
+
+    at: float
+    replicas: int
+
+
+@dataclass(frozen=True)
+class ScalerMemory:
+    """What the decision remembers between calls: recent recommendations, and since when."""
+
+    recommendations: tuple[Recommendation, ...] = ()
+    since: float | None = None
+
+    def remember(self, at: float, replicas: int, keep_seconds: float) -> ScalerMemory:
+        """Add a recommendation and forget those older than `keep_seconds`."""
+        kept = tuple(r for r in self.recommendations if r.at >= at - keep_seconds)
+        since = at if self.since is None else self.since
+        return ScalerMemory((*kept, Recommendation(at, replicas)), since)
+
+    def window(self, now: float, seconds: float) -> list[int]:
+        """Recommendations made within the last `seconds` (including now)."""
+        return [r.replicas for r in self.recommendations if r.at >= now - seconds]
+
+    def covers(self, now: float, seconds: float) -> bool:
+        """True when we have been observing for at least `seconds`."""
+        return self.since is not None and now - self.since >= seconds
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The outcome of one decision."""
+
+    desired: int
+    current: int
+    recommendation: int  # before stabilization and step limits
+    reason: Reason
+    active: bool
+    memory: ScalerMemory
+
+    @property
+    def direction(self) -> Direction:
+        """UP, DOWN or NONE relative to the current count."""
+        if self.desired > self.current:
+            return Direction.UP
+        if self.desired < self.current:
+            return Direction.DOWN
+        return Direction.NONE
+
+
+def estimate_service_seconds(sample: QueueSample) -> float | None:
+    """Mean seconds a task holds a slot, by Little's law (in flight / completions per second)."""
+    if sample.drain_rate is None or sample.drain_rate <= 0 or sample.unacked <= 0:
+        return None
+    return sample.unacked / sample.drain_rate
+
+
+def recommend(policy: ScalingPolicy, sample: QueueSample, current: int) -> tuple[int, Reason, bool]:
+    """Replica count the queue calls for right now, within bounds: (replicas, reason, active)."""
+    idle = policy.idle_level
+    if sample.work == 0:
+        return min(idle, policy.max_replicas), Reason.NO_WORK, False
+    if sample.work <= policy.activation_backlog and current <= idle:
+        # Some work while idle but below activation: one replica serves it, nothing starves.
+        return min(max(idle, 1), policy.max_replicas), Reason.BELOW_ACTIVATION, False
+
+    per_replica = policy.concurrency_per_replica * policy.target_utilization
+    service = estimate_service_seconds(sample)
+    if service is None:
+        slots = float(sample.work)
+        reason = Reason.BACKLOG
+    else:
+        arrivals = sample.arrival_rate if sample.arrival_rate is not None else sample.drain_rate
+        needed_rate = (arrivals or 0.0) + sample.ready / policy.target_drain_seconds
+        slots = needed_rate * service
+        reason = Reason.THROUGHPUT
+    if not math.isfinite(slots):  # a drain rate near zero says nothing useful
+        slots, reason = float(sample.work), Reason.BACKLOG
+    if slots < sample.unacked:
+        slots = float(sample.unacked)
+        reason = Reason.IN_FLIGHT
+    wanted = slots / per_replica
+    if current > 0 and abs(wanted / current - 1.0) <= policy.tolerance:
+        replicas, reason = current, Reason.WITHIN_TOLERANCE
+    else:
+        replicas = math.ceil(min(wanted, policy.max_replicas + 1.0) - 1e-9)
+    replicas = max(replicas, policy.min_replicas, 1)
+    return min(replicas, policy.max_replicas), reason, True
+
+
+def busy_floor(sample: QueueSample, current: int) -> int:
+    """Pods that may hold running tasks and so must not be removed (all of them if unknown)."""
+    if sample.busy_pods is not None:
+        return min(sample.busy_pods, current)
+    return current if sample.unacked > 0 else 0
+
+
+def decide(
+    policy: ScalingPolicy,
+    sample: QueueSample,
+    current: int,
+    memory: ScalerMemory,
+    now: float,
+) -> Decision:
+    """Desired replicas: up at once (bounded step), down only when the whole window agrees."""
+    target, reason, active = recommend(policy, sample, current)
+    keep = max(policy.scale_up.stabilization_seconds, policy.scale_down.stabilization_seconds)
+    memory = memory.remember(now, target, keep)
+    result = Decision(current, current, target, reason, active, memory)
+
+    if current > policy.max_replicas:
+        # The user lowered maxReplicas: that is intent, not noise, so no window applies.
+        return replace(result, desired=policy.max_replicas, reason=Reason.ABOVE_MAX)
+
+    if target > current:
+        stabilized = min(memory.window(now, policy.scale_up.stabilization_seconds))
+        if current == 0 and sample.work > 0:
+            stabilized = max(stabilized, 1)  # waking from zero is never delayed by the window
+        if stabilized <= current:
+            return replace(result, reason=Reason.STABILIZING)
+        limit = policy.scale_up.limit(current)
+        desired = stabilized if limit is None else min(stabilized, current + limit)
+        why = Reason.STEP_LIMITED if desired < target else reason
+        return replace(result, desired=desired, reason=why)
+
+    if target < current:
+        window = policy.scale_down.stabilization_seconds
+        if not memory.covers(now, window):
+            return replace(result, reason=Reason.STABILIZING)
+        stabilized = max(memory.window(now, window))
+        floor = busy_floor(sample, current)
+        limit = policy.scale_down.limit(current)
+        lowest = stabilized if limit is None else max(stabilized, current - limit)
+        desired = max(lowest, floor)
+        if desired >= current:
+            held_by_tasks = floor >= current and stabilized < current
+            return replace(result, reason=Reason.IN_FLIGHT if held_by_tasks else Reason.STABILIZING)
+        if floor > lowest:
+            why = Reason.IN_FLIGHT
+        elif limit is not None and lowest == current - limit and lowest > stabilized:
+            why = Reason.STEP_LIMITED
+        else:
+            why = reason
+        return replace(result, desired=desired, reason=why)
+
+    return replace(result, reason=Reason.STEADY if reason != Reason.WITHIN_TOLERANCE else reason)
+
+
+@dataclass(frozen=True)
+class FallbackPolicy:
+    """What to do when the queue cannot be read."""
+
+    failure_threshold: int = 3
+    replicas: int | None = None  # None: hold the current count
+
+
+def decide_on_error(policy: FallbackPolicy, max_replicas: int, current: int, failures: int) -> int:
+    """Replicas while the source fails: hold, or the fixed fallback count, never lower."""
+    if failures < policy.failure_threshold or policy.replicas is None:
+        return current
+    return max(current, min(policy.replicas, max_replicas))
+
+
+@dataclass(frozen=True)
+class CounterReading:
+    """Cumulative queue counters at one time (messages published and acknowledged)."""
+
+    at: float
+    published: int
+    acked: int
+
+
+def estimate_rates(
+    history: tuple[CounterReading, ...], reading: CounterReading, window_seconds: float
+) -> tuple[tuple[CounterReading, ...], float | None, float | None]:
+    """Append a reading; return the kept history and (arrival, drain) rates over the window."""
+    if history and (reading.published < history[-1].published or reading.acked < history[-1].acked):
+        history = ()  # counters went backwards: the broker restarted or the queue was recreated
+    kept = tuple(h for h in history if h.at >= reading.at - window_seconds) or history[-1:]
+    kept = (*kept, reading)
+    oldest = kept[0]
+    span = reading.at - oldest.at
+    if span <= 0:
+        return kept, None, None
+    arrival = (reading.published - oldest.published) / span
+    drain = (reading.acked - oldest.acked) / span
+    return kept, arrival, drain
+
+
+@dataclass(frozen=True)
+class PodLoad:
+    """A worker pod and the tasks it holds (None: unknown)."""
+
+    name: str
+    in_flight: int | None
+    ready: bool = True
+
+
+IDLE_DELETION_COST = -100
+BUSY_DELETION_COST_PER_TASK = 100
+
+
+def deletion_costs(pods: list[PodLoad]) -> dict[str, int]:
+    """controller.kubernetes.io/pod-deletion-cost per pod: idle pods cheap, busy ones expensive."""
+    costs: dict[str, int] = {}
+    for pod in pods:
+        if pod.in_flight is None:
+            # Unknown means possibly busy: protect it like a pod with one task.
+            costs[pod.name] = BUSY_DELETION_COST_PER_TASK
+        elif pod.in_flight == 0:
+            costs[pod.name] = IDLE_DELETION_COST
+        else:
+            costs[pod.name] = BUSY_DELETION_COST_PER_TASK * pod.in_flight
+    return costs
