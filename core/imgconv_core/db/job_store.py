@@ -10,12 +10,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select, tuple_, update
+from sqlalchemy import delete, func, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from imgconv_core.db.models import Client, IdempotencyKey, Job
 from imgconv_core.errors import InvalidRequest
-from imgconv_core.jobs import TERMINAL_STATUSES, JobError, JobStatus, JobView, job_links
+from imgconv_core.jobs import JobError, JobStatus, JobView, job_links
 from imgconv_core.storage import BlobStore, blob_key
 from imgconv_core.tokens import IssuedToken
 
@@ -211,18 +211,10 @@ def count_by_status(tx: Session) -> dict[str, int]:
     return counts
 
 
-def live_or_recent_jobs(tx: Session, since: datetime) -> list[Job]:
-    """Jobs not yet terminal, or changed since `since` (the cache reconciler's work list)."""
+def jobs_changed_since(tx: Session, since: datetime, *, limit: int = 5000) -> list[Job]:
+    """Jobs changed at or after `since`, oldest change first (the cache reconciler's work)."""
     return list(
         tx.scalars(
-            select(Job).where(
-                or_(
-                    Job.status.in_([JobStatus.QUEUED.value, JobStatus.PROCESSING.value]),
-                    and_(
-                        Job.status.in_([s.value for s in TERMINAL_STATUSES]),
-                        Job.updated_at >= since,
-                    ),
-                )
-            )
+            select(Job).where(Job.updated_at >= since).order_by(Job.updated_at).limit(limit)
         ).all()
     )

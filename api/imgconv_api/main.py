@@ -1,0 +1,54 @@
+"""The FastAPI application factory: `uvicorn imgconv_api.main:create_app --factory`."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from imgconv_core.jobs import API_PREFIX
+from imgconv_core.settings import Settings, get_settings
+
+from imgconv_api.errors import install_error_handlers
+from imgconv_api.metrics import MetricsMiddleware
+from imgconv_api.routes import health, jobs, stats, tokens
+from imgconv_api.state import AppState
+
+
+def create_app(settings: Settings | None = None, *, run_sweeper: bool = True) -> FastAPI:
+    """Build the API; connections open in the lifespan, not at import."""
+    settings = settings or get_settings()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state = AppState.open(settings, run_sweeper=run_sweeper)
+        app.state.imgconv = state
+        state.start()
+        try:
+            yield
+        finally:
+            await state.close()
+
+    app = FastAPI(
+        title="imgconv",
+        version="1.0.0",
+        description="Upload images, poll their conversion jobs, download the results.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    for router in (tokens.router, jobs.router, stats.router):
+        app.include_router(router, prefix=API_PREFIX)
+    app.include_router(health.router)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=["ETag", "Location", "Retry-After"],
+        )
+    app.add_middleware(MetricsMiddleware)
+    return app

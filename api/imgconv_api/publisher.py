@@ -1,0 +1,68 @@
+"""Publishes conversion messages to the broker (job ids only, after the rows are committed)."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Sequence
+
+from celery import Celery
+from imgconv_core.jobs import CONVERSIONS_QUEUE, CONVERT_TASK
+from imgconv_core.queue_config import celery_config, is_redis_broker
+from imgconv_core.settings import Settings
+from kombu.exceptions import KombuError, OperationalError
+
+log = logging.getLogger(__name__)
+
+
+class CeleryPublisher:
+    """Sends `imgconv.convert` messages; never blocks longer than the publish timeout."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.celery = Celery("imgconv-api", set_as_current=False)
+        self.celery.conf.update(celery_config(settings))
+
+    def publish(self, job_ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:
+        """Publish one message per job; returns those the broker accepted, in order."""
+        sent: list[uuid.UUID] = []
+        for job_id in job_ids:
+            try:
+                self.celery.send_task(
+                    CONVERT_TASK,
+                    args=[str(job_id)],
+                    queue=CONVERSIONS_QUEUE,
+                    task_id=str(job_id),
+                    retry=False,
+                )
+            except (OperationalError, KombuError, OSError) as exc:
+                log.warning(
+                    "broker unavailable, %d job(s) left to the outbox: %s",
+                    len(job_ids) - len(sent),
+                    exc,
+                )
+                break
+            sent.append(job_id)
+        return sent
+
+    def queue_depth(self) -> tuple[int, int]:
+        """(messages waiting, consumers) of the conversions queue."""
+        with self.celery.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=self.settings.publish_timeout_seconds)
+            _, messages, consumers = conn.default_channel.queue_declare(
+                CONVERSIONS_QUEUE, passive=True
+            )
+            if is_redis_broker(self.settings.broker_url):
+                consumers = len(
+                    self.celery.control.ping(timeout=0.5) or []
+                )  # Redis has no consumer count
+            return int(messages), int(consumers)
+
+    def ping(self) -> None:
+        """Raise if the broker cannot be reached within the publish timeout."""
+        with self.celery.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=self.settings.publish_timeout_seconds)
+
+    def close(self) -> None:
+        """Release broker connections."""
+        self.celery.close()

@@ -1,0 +1,63 @@
+"""Liveness, readiness and Prometheus metrics."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+from starlette.concurrency import run_in_threadpool
+
+from imgconv_api.deps import StateDep
+
+router = APIRouter(tags=["health"])
+
+CHECK_TIMEOUT = 3.0
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    """The process is alive (no dependency checks)."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+async def readyz(state: StateDep) -> JSONResponse:
+    """Ready when Postgres, Redis and the broker answer; 503 naming what is down otherwise."""
+
+    def database() -> None:
+        with state.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+
+    async def redis_check() -> None:
+        await state.redis_async.ping()
+
+    async def run(check: Callable[[], None]) -> None:
+        await run_in_threadpool(check)
+
+    checks = {
+        "database": run(database),
+        "redis": redis_check(),
+        "broker": run(state.publisher.ping),
+    }
+    results: dict[str, str] = {}
+    for name, check in checks.items():
+        try:
+            await asyncio.wait_for(check, CHECK_TIMEOUT)
+            results[name] = "ok"
+        except Exception as exc:
+            results[name] = f"unavailable: {type(exc).__name__}"
+    ready = all(value == "ok" for value in results.values())
+    return JSONResponse(
+        {"status": "ok" if ready else "unavailable", "checks": results},
+        status_code=200 if ready else 503,
+    )
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics() -> Response:
+    """Prometheus text exposition."""
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,353 @@
+"""Jobs: upload, poll (ETag, long poll), list, download, cancel/delete."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import urllib.parse
+import uuid
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Header, Query, Request, Response
+from imgconv_core import status_cache
+from imgconv_core.db import job_store
+from imgconv_core.db.models import Job
+from imgconv_core.db.session import transaction
+from imgconv_core.errors import (
+    IdempotencyConflict,
+    ImageGone,
+    JobNotCompleted,
+    JobNotFound,
+)
+from imgconv_core.images.formats import EXTENSIONS
+from imgconv_core.images.inspect import ImageLimits
+from imgconv_core.jobs import JobStatus, JobView
+from imgconv_core.status_cache import CachedJob
+from imgconv_core.storage import blob_key
+from imgconv_core.uploads import parse_conversion_request, prepare_jobs, upload_fingerprint
+from redis.exceptions import RedisError
+from starlette.concurrency import run_in_threadpool
+
+from imgconv_api import metrics
+from imgconv_api.deps import ClientId, StateDep, client_id_of
+from imgconv_api.schemas import ERROR_RESPONSES, JobPage, JobsCreated
+from imgconv_api.state import AppState
+from imgconv_api.uploads import parse_upload
+
+router = APIRouter(tags=["jobs"])
+
+JSON = "application/json"
+DOWNLOAD_CACHE = "private, max-age=31536000, immutable"
+
+
+def _parse_id(raw: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        raise JobNotFound("no such job") from None
+
+
+def _own_job(state: AppState, job_id: uuid.UUID, client_id: uuid.UUID) -> Job:
+    """Load a job of this client (another client's job is indistinguishable from none)."""
+    with state.sessions() as tx:
+        job = job_store.get_job(tx, job_id)
+    if job is None or job.client_id != client_id:
+        raise JobNotFound("no such job")
+    return job
+
+
+@router.post(
+    "/jobs",
+    status_code=202,
+    response_model=JobsCreated,
+    responses=ERROR_RESPONSES,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["file", "format"],
+                        "properties": {
+                            "file": {
+                                "type": "array",
+                                "items": {"type": "string", "format": "binary"},
+                            },
+                            "format": {
+                                "type": "string",
+                                "enum": [
+                                    "jpeg",
+                                    "jpg",
+                                    "png",
+                                    "webp",
+                                    "gif",
+                                    "bmp",
+                                    "tiff",
+                                    "tif",
+                                    "avif",
+                                ],
+                            },
+                            "quality": {"type": "integer", "minimum": 1, "maximum": 100},
+                            "max_width": {"type": "integer", "minimum": 1},
+                            "max_height": {"type": "integer", "minimum": 1},
+                            "strip_metadata": {"type": "boolean", "default": True},
+                        },
+                    }
+                }
+            },
+        }
+    },
+)
+async def create_jobs(
+    request: Request,
+    response: Response,
+    state: StateDep,
+    client_id: ClientId,
+    idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+) -> JobsCreated:
+    """Upload one or more images (`file` parts) to convert; all or nothing."""
+    limits = state.rate_limits
+    await limits.hit(limits.upload_per_token, "upload-token", client_id.hex)
+    await limits.hit(limits.upload_per_ip, "upload-ip", limits.client_ip(request))
+    form = await parse_upload(request, state.settings)
+    conversion = parse_conversion_request(form.fields)
+    settings = state.settings
+    image_limits = ImageLimits(max_pixels=settings.max_pixels, max_frames=settings.max_frames)
+
+    def accept() -> tuple[list[Job], bool]:
+        fingerprint = upload_fingerprint(conversion, form.files) if idempotency_key else ""
+        if idempotency_key:
+            with state.sessions() as tx:
+                earlier = job_store.find_idempotent_upload(tx, client_id, idempotency_key)
+            if earlier is not None:
+                if earlier[0] != fingerprint:
+                    raise IdempotencyConflict(
+                        "this Idempotency-Key was used for a different upload"
+                    )
+                return earlier[1], False
+        new_jobs = prepare_jobs(conversion, form.files, image_limits)
+        idem = (idempotency_key, fingerprint) if idempotency_key else None
+        with transaction(state.sessions) as tx:
+            jobs = job_store.insert_jobs(tx, state.store, client_id, new_jobs, idem)
+        # Committed: now it may be published. If the broker is down the sweeper publishes later.
+        sent = state.publisher.publish([job.id for job in jobs])
+        if sent:
+            with transaction(state.sessions) as tx:
+                job_store.mark_enqueued(tx, sent)
+        metrics.PUBLISH_FAILURES.inc(len(jobs) - len(sent))
+        for job in jobs:
+            state.cache_job(job)
+        return jobs, True
+
+    try:
+        jobs, created = await run_in_threadpool(accept)
+    except Exception as exc:
+        metrics.count_rejection(exc)
+        raise
+    if created:
+        metrics.JOBS_CREATED.inc(len(jobs))
+    response.headers["Location"] = f"/api/v1/jobs/{jobs[0].id}"
+    return JobsCreated(jobs=[job_store.job_view(job) for job in jobs])
+
+
+async def _read_status(state: AppState, job_id: uuid.UUID) -> CachedJob | None:
+    """The job's cached status; on a miss or with Redis down, Postgres answers (and refills)."""
+    try:
+        raw = await state.redis_async.get(status_cache.job_key(job_id))
+    except (RedisError, OSError):
+        return await run_in_threadpool(_status_from_db, state, job_id, False)
+    if raw is None:
+        return await run_in_threadpool(_status_from_db, state, job_id, True)
+    return status_cache.decode_entry(raw if isinstance(raw, bytes) else raw.encode())
+
+
+def _status_from_db(state: AppState, job_id: uuid.UUID, refill: bool) -> CachedJob | None:
+    with state.sessions() as tx:
+        job = job_store.get_job(tx, job_id)
+    if job is None:
+        if refill:
+            # Remember the miss briefly: unknown ids must not cost a query each time.
+            with contextlib.suppress(RedisError):
+                state.redis_sync.set(
+                    status_cache.job_key(job_id),
+                    status_cache.UNKNOWN,
+                    ex=state.settings.unknown_job_cache_seconds,
+                    nx=True,
+                )
+        return None
+    view = job_store.job_view(job)
+    if refill:
+        state.cache_job(job)
+    return status_cache.decode_entry(status_cache.encode_entry(job.client_id, view, job.version))
+
+
+@router.get(
+    "/jobs/{job_id}",
+    response_model=JobView,
+    responses={**ERROR_RESPONSES, 304: {"description": "Not modified (If-None-Match)"}},
+)
+async def get_job(
+    job_id: str,
+    request: Request,
+    state: StateDep,
+    wait: Annotated[float, Query(ge=0, le=30, description="long poll: seconds to wait")] = 0,
+) -> Response:
+    """A job's status. With `If-None-Match` it answers 304 while unchanged; with `wait` it
+    answers as soon as the job changes, or after `wait` seconds."""
+    client_id = client_id_of(request, state)
+    uid = _parse_id(job_id)
+    owner = client_id.hex
+    entry = await _read_status(state, uid)
+    if entry is None or entry.owner != owner:
+        raise JobNotFound("no such job")
+    if_none_match = request.headers.get("if-none-match")
+    wait = min(wait, state.settings.long_poll_max_seconds)
+    if wait > 0 and not entry.terminal and if_none_match in (None, entry.etag):
+        entry = await _wait_for_change(state, uid, entry, wait)
+        if entry is None or entry.owner != owner:
+            raise JobNotFound("no such job")
+    headers = {"ETag": entry.etag, "Cache-Control": "private, no-cache"}
+    if not entry.terminal:
+        headers["Retry-After"] = str(state.settings.poll_retry_after_seconds)
+    if if_none_match == entry.etag:
+        return Response(status_code=304, headers=headers)
+    return Response(entry.body, media_type=JSON, headers=headers)
+
+
+async def _wait_for_change(
+    state: AppState, job_id: uuid.UUID, baseline: CachedJob, wait: float
+) -> CachedJob | None:
+    deadline = time.monotonic() + wait
+    key = str(job_id)
+    entry: CachedJob | None = baseline
+    while True:
+        with state.events.subscribe(key) as changed:
+            # Re-read after subscribing, so a change in between is not missed.
+            entry = await _read_status(state, job_id)
+            if entry is None or entry.etag != baseline.etag:
+                return entry
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return entry
+            # Without pub/sub (Redis down) fall back to re-reading twice a second.
+            timeout = remaining if state.events.healthy else min(remaining, 0.5)
+            try:
+                await asyncio.wait_for(changed.wait(), timeout)
+            except TimeoutError:
+                if state.events.healthy:
+                    return entry
+
+
+@router.get("/jobs", response_model=JobPage, responses=ERROR_RESPONSES)
+async def list_jobs(
+    state: StateDep,
+    client_id: ClientId,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    status: JobStatus | None = None,
+) -> JobPage:
+    """This client's jobs, newest first; pass `next_cursor` back as `cursor` for the next page."""
+
+    def page() -> JobPage:
+        with state.sessions() as tx:
+            jobs, next_cursor = job_store.list_jobs(
+                tx, client_id, limit=limit, cursor=cursor, status=status
+            )
+            return JobPage(items=[job_store.job_view(j) for j in jobs], next_cursor=next_cursor)
+
+    return await run_in_threadpool(page)
+
+
+def content_disposition(filename: str) -> str:
+    """`attachment` with an ASCII fallback name and the exact UTF-8 name (RFC 6266/5987)."""
+    ascii_name = (
+        "".join(
+            ch if ch.isascii() and (ch.isalnum() or ch in "._- ") else "_" for ch in filename
+        ).strip()
+        or "image"
+    )
+    quoted = urllib.parse.quote(filename, safe="")
+    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quoted}"
+
+
+def download_name(job: Job, role: Literal["source", "result"]) -> str:
+    """The original name for the source; the same stem with the target's extension for a result."""
+    if role == "source":
+        return job.filename
+    stem = job.filename.rsplit(".", 1)[0] if "." in job.filename else job.filename
+    return f"{stem}.{EXTENSIONS.get(job.target_format, job.target_format)}"
+
+
+async def _download(
+    state: AppState,
+    request: Request,
+    client_id: uuid.UUID,
+    job_id: str,
+    role: Literal["source", "result"],
+) -> Response:
+    uid = _parse_id(job_id)
+    etag = f'"{uid}-{role}"'
+
+    def load() -> Response:
+        job = _own_job(state, uid, client_id)
+        if role == "result" and job.status != JobStatus.COMPLETED.value:
+            raise JobNotCompleted(
+                f"the job is {job.status}; the result exists once it is completed",
+                details={"status": job.status},
+            )
+        headers = {"ETag": etag, "Cache-Control": DOWNLOAD_CACHE}
+        if request.headers.get("if-none-match") == etag:
+            return Response(status_code=304, headers=headers)
+        with state.sessions() as tx:
+            blob = state.store.get(tx, blob_key(uid, role))
+        if blob is None:
+            raise ImageGone(f"the {role} image was deleted")
+        headers["Content-Disposition"] = content_disposition(download_name(job, role))
+        headers["X-Content-Type-Options"] = "nosniff"
+        return Response(blob.data, media_type=blob.content_type, headers=headers)
+
+    return await run_in_threadpool(load)
+
+
+@router.get("/jobs/{job_id}/result", responses=ERROR_RESPONSES)
+async def get_result(
+    job_id: str, request: Request, state: StateDep, client_id: ClientId
+) -> Response:
+    """The converted image (409 until the job is completed)."""
+    return await _download(state, request, client_id, job_id, "result")
+
+
+@router.get("/jobs/{job_id}/source", responses=ERROR_RESPONSES)
+async def get_source(
+    job_id: str, request: Request, state: StateDep, client_id: ClientId
+) -> Response:
+    """The uploaded original."""
+    return await _download(state, request, client_id, job_id, "source")
+
+
+@router.delete("/jobs/{job_id}", status_code=204, responses=ERROR_RESPONSES)
+async def delete_job(job_id: str, state: StateDep, client_id: ClientId) -> Response:
+    """Cancel a queued/processing job (it ends `canceled`), or delete a finished one;
+    its stored images are deleted either way."""
+    uid = _parse_id(job_id)
+
+    def remove() -> None:
+        job = _own_job(state, uid, client_id)
+        with transaction(state.sessions) as tx:
+            if JobStatus(job.status).is_terminal:
+                job_store.delete_job(tx, state.store, uid)
+                deleted = True
+            else:
+                job = job_store.cancel_job(tx, state.store, job)
+                deleted = JobStatus(job.status) is not JobStatus.CANCELED
+                if deleted:  # finished in the meantime
+                    job_store.delete_job(tx, state.store, uid)
+        if deleted:
+            state.forget_job(uid)
+        else:
+            state.cache_job(job)
+
+    await run_in_threadpool(remove)
+    return Response(status_code=204)

@@ -1,0 +1,60 @@
+"""Aggregate service statistics for the status strip."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from amqp.exceptions import ChannelError
+from fastapi import APIRouter
+from imgconv_core.db.job_store import count_by_status
+from imgconv_core.images.formats import ImageFormat
+from kombu.exceptions import KombuError
+from starlette.concurrency import run_in_threadpool
+
+from imgconv_api.deps import ClientId, StateDep
+from imgconv_api.schemas import ERROR_RESPONSES, Limits, Stats
+
+router = APIRouter(tags=["stats"])
+log = logging.getLogger(__name__)
+
+STATS_TTL = 2.0
+
+
+@router.get("/stats", response_model=Stats, responses=ERROR_RESPONSES)
+async def get_stats(state: StateDep, _client: ClientId) -> Stats:
+    """Queue depth, workers online, jobs by status (all clients, aggregates only) and limits."""
+    cached = state.stats_cache.get("stats")
+    if isinstance(cached, tuple) and time.monotonic() - cached[0] < STATS_TTL:
+        stats: Stats = cached[1]
+        return stats
+
+    def collect() -> Stats:
+        depth: int | None
+        workers: int | None
+        try:
+            depth, workers = state.publisher.queue_depth()
+        except ChannelError:  # the queue does not exist yet: nothing was ever published
+            depth, workers = 0, 0
+        except (KombuError, OSError) as exc:
+            log.warning("broker unavailable for stats: %s", exc)
+            depth = workers = None
+        with state.sessions() as tx:
+            by_status = count_by_status(tx)
+        settings = state.settings
+        return Stats(
+            queue_depth=depth,
+            workers_online=workers,
+            jobs_by_status=by_status,
+            limits=Limits(
+                max_file_bytes=settings.max_file_bytes,
+                max_files=settings.max_files,
+                max_pixels=settings.max_pixels,
+                max_frames=settings.max_frames,
+                formats=[f.value for f in ImageFormat],
+            ),
+        )
+
+    stats = await run_in_threadpool(collect)
+    state.stats_cache["stats"] = (time.monotonic(), stats)
+    return stats

@@ -1,0 +1,112 @@
+"""Everything the API process holds open, created in the app's lifespan (no import-time globals)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from dataclasses import dataclass, field
+
+import redis
+import redis.asyncio as aioredis
+from imgconv_core import status_cache
+from imgconv_core.db.job_store import job_view
+from imgconv_core.db.models import Job
+from imgconv_core.db.session import make_engine, make_session_factory
+from imgconv_core.settings import Settings
+from imgconv_core.storage import BlobStore, make_store
+from imgconv_core.sweeper import Sweeper
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from imgconv_api.job_events import JobEventHub
+from imgconv_api.publisher import CeleryPublisher
+from imgconv_api.rate_limits import RateLimits
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    store: BlobStore
+    redis_async: aioredis.Redis
+    redis_sync: redis.Redis
+    publisher: CeleryPublisher
+    rate_limits: RateLimits
+    events: JobEventHub
+    secret: bytes
+    sweeper: Sweeper | None = None
+    sweeper_thread: threading.Thread | None = None
+    stats_cache: dict[str, object] = field(default_factory=dict)
+
+    @classmethod
+    def open(cls, settings: Settings, *, run_sweeper: bool) -> AppState:
+        """Connect pools (lazily: nothing here blocks if a service is down)."""
+        engine = make_engine(settings)
+        sessions = make_session_factory(engine)
+        store = make_store(settings)
+        url = settings.redis_url
+        async_redis = aioredis.Redis.from_url(
+            url, max_connections=200, socket_timeout=1.0, socket_connect_timeout=1.0
+        )
+        sync_redis = redis.Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
+        # Pub/sub blocks waiting for messages: no read timeout on that connection.
+        events_redis = aioredis.Redis.from_url(url, socket_connect_timeout=1.0)
+        publisher = CeleryPublisher(settings)
+        state = cls(
+            settings=settings,
+            engine=engine,
+            sessions=sessions,
+            store=store,
+            redis_async=async_redis,
+            redis_sync=sync_redis,
+            publisher=publisher,
+            rate_limits=RateLimits(settings),
+            events=JobEventHub(events_redis),
+            secret=settings.secret_key.get_secret_value().encode(),
+        )
+        if run_sweeper:
+            state.sweeper = Sweeper(settings, sessions, store, sync_redis, publisher.publish)
+            state.sweeper_thread = threading.Thread(
+                target=state.sweeper.run_forever, name="sweeper", daemon=True
+            )
+        return state
+
+    def start(self) -> None:
+        """Start background work (needs a running event loop)."""
+        self.events.start()
+        if self.sweeper_thread is not None:
+            self.sweeper_thread.start()
+
+    async def close(self) -> None:
+        """Stop background work and close pools."""
+        if self.sweeper is not None:
+            self.sweeper.stop()
+        await self.events.stop()
+        await self.redis_async.aclose()
+        self.redis_sync.close()
+        self.publisher.close()
+        self.engine.dispose()
+
+    def cache_job(self, job: Job) -> None:
+        """Write a job's status through to Redis (sync; call from a worker thread)."""
+        try:
+            status_cache.write_job(
+                self.redis_sync,
+                job.client_id,
+                job_view(job),
+                job.version,
+                self.settings.status_cache_ttl_seconds,
+            )
+        except redis.RedisError as exc:
+            log.warning("status cache write failed for job %s: %s", job.id, exc)
+
+    def forget_job(self, job_id: uuid.UUID) -> None:
+        """Drop a deleted job from the cache (sync)."""
+        try:
+            status_cache.forget_job(self.redis_sync, job_id)
+        except redis.RedisError as exc:
+            log.warning("status cache delete failed for job %s: %s", job_id, exc)

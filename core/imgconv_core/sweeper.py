@@ -1,0 +1,121 @@
+"""Periodic housekeeping that keeps the promise "every accepted job reaches a terminal state".
+
+Runs in the API processes (always up, unlike workers that may be scaled to zero); a Postgres
+advisory lock lets one replica at a time do a pass. Each pass:
+- re-queues jobs whose worker vanished (lease over), or fails them after too many attempts;
+- deletes jobs past the retention period, with their images;
+- rewrites the status cache for jobs changed since the last good pass (heals missed writes);
+- publishes queued jobs the broker never confirmed (the outbox), e.g. after a broker outage.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import redis
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from imgconv_core import status_cache
+from imgconv_core.db.job_store import job_view, jobs_changed_since, mark_enqueued
+from imgconv_core.db.session import transaction
+from imgconv_core.processing import expire_jobs, requeue_expired, unpublished_jobs
+from imgconv_core.settings import Settings
+from imgconv_core.storage import BlobStore
+
+log = logging.getLogger(__name__)
+
+SWEEP_LOCK = 7312002
+
+Publisher = Callable[[Sequence[uuid.UUID]], list[uuid.UUID]]
+
+
+@dataclass
+class SweepReport:
+    requeued: int = 0
+    failed: int = 0
+    expired: int = 0
+    recached: int = 0
+    republished: int = 0
+
+
+@dataclass
+class Sweeper:
+    """One housekeeping loop; `run_once` is a single pass (tests call it directly)."""
+
+    settings: Settings
+    sessions: sessionmaker[Session]
+    store: BlobStore
+    redis: redis.Redis
+    publish: Publisher
+    cache_ok_since: datetime | None = None
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def run_once(self) -> SweepReport | None:
+        """One pass, or None if another process holds the sweep lock."""
+        with self.sessions() as lock_session:
+            if not lock_session.scalar(select(func.pg_try_advisory_lock(SWEEP_LOCK))):
+                return None
+            try:
+                return self._pass()
+            finally:
+                lock_session.scalar(select(func.pg_advisory_unlock(SWEEP_LOCK)))
+                lock_session.commit()
+
+    def _pass(self) -> SweepReport:
+        report = SweepReport()
+        settings = self.settings
+        with transaction(self.sessions) as tx:
+            now = tx.scalar(select(func.now()))
+            assert now is not None
+            requeued, failed = requeue_expired(tx, max_attempts=settings.max_attempts)
+            expired = expire_jobs(tx, self.store, retention=timedelta(days=settings.retention_days))
+            since = self.cache_ok_since or now - timedelta(
+                seconds=3 * settings.sweep_interval_seconds
+            )
+            changed = jobs_changed_since(tx, since)
+        report.requeued, report.failed, report.expired = len(requeued), len(failed), len(expired)
+        try:
+            for job_id in expired:
+                status_cache.forget_job(self.redis, job_id)
+            for job in changed:
+                status_cache.write_job(
+                    self.redis,
+                    job.client_id,
+                    job_view(job),
+                    job.version,
+                    settings.status_cache_ttl_seconds,
+                )
+            report.recached = len(changed)
+            # Next pass starts a little before this one, so nothing slips between the two.
+            self.cache_ok_since = now - timedelta(seconds=settings.sweep_interval_seconds)
+        except redis.RedisError as exc:
+            log.warning("status cache unavailable during sweep: %s", exc)
+        with transaction(self.sessions) as tx:
+            pending = unpublished_jobs(tx, older_than=settings.publish_grace_seconds)
+        if pending:
+            published = self.publish(pending)
+            if published:
+                with transaction(self.sessions) as tx:
+                    mark_enqueued(tx, published)
+            report.republished = len(published)
+        return report
+
+    def run_forever(self) -> None:
+        """Sweep every `sweep_interval_seconds` until `stop()`; errors are logged, not fatal."""
+        while not self._stop.wait(self.settings.sweep_interval_seconds):
+            try:
+                report = self.run_once()
+                if report and any(vars(report).values()):
+                    log.info("sweep: %s", report)
+            except Exception:
+                log.exception("sweep failed; retrying next interval")
+
+    def stop(self) -> None:
+        """Make `run_forever` return after the current pass."""
+        self._stop.set()

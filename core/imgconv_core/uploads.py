@@ -1,0 +1,126 @@
+"""Turning an upload (form fields + files) into validated jobs, all or nothing."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from imgconv_core.db.job_store import NewJob
+from imgconv_core.errors import EmptyFile, ImgconvError, InvalidFiles, InvalidRequest
+from imgconv_core.images.formats import ImageFormat, parse_target_format
+from imgconv_core.images.inspect import ImageLimits, inspect_image
+
+MAX_DIMENSION = 65_535
+
+
+class ConversionRequest(BaseModel):
+    """The form fields of an upload besides the files."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    format: ImageFormat
+    quality: int | None = Field(default=None, ge=1, le=100)
+    max_width: int | None = Field(default=None, ge=1, le=MAX_DIMENSION)
+    max_height: int | None = Field(default=None, ge=1, le=MAX_DIMENSION)
+    strip_metadata: bool = True
+
+    @field_validator("format", mode="before")
+    @classmethod
+    def _alias(cls, value: object) -> object:
+        return parse_target_format(value) if isinstance(value, str) else value
+
+    def job_options(self) -> dict[str, Any]:
+        """What is stored with each job and shown as `options`."""
+        return {
+            "quality": self.quality,
+            "max_width": self.max_width,
+            "max_height": self.max_height,
+            "strip_metadata": self.strip_metadata,
+        }
+
+
+def parse_conversion_request(fields: Mapping[str, str]) -> ConversionRequest:
+    """Validate the upload's fields; empty values count as absent."""
+    data = {key: value for key, value in fields.items() if value.strip() != ""}
+    if "format" not in data:
+        raise InvalidRequest(
+            "the 'format' field is required",
+            details=[{"field": "format", "message": "required"}],
+        )
+    try:
+        return ConversionRequest.model_validate(data)
+    except ImgconvError:
+        raise
+    except ValidationError as exc:
+        details = [
+            {"field": ".".join(str(p) for p in err["loc"]), "message": err["msg"]}
+            for err in exc.errors()
+        ]
+        raise InvalidRequest("some upload options are not valid", details=details) from exc
+
+
+class UploadFile(Protocol):
+    index: int
+    filename: str
+    data: bytearray
+
+
+def prepare_jobs(
+    request: ConversionRequest, files: Sequence[UploadFile], limits: ImageLimits
+) -> list[NewJob]:
+    """Inspect every file (sniffed content, header-only limits); InvalidFiles lists bad ones."""
+    jobs: list[NewJob] = []
+    problems: list[dict[str, Any]] = []
+    for upload in files:
+        data = bytes(upload.data)
+        try:
+            if not data:
+                raise EmptyFile("the file is empty")
+            info = inspect_image(data, limits)
+        except ImgconvError as exc:
+            problems.append(
+                {
+                    "index": upload.index,
+                    "filename": upload.filename,
+                    "code": exc.code,
+                    "message": exc.message,
+                    "status": exc.status_hint,
+                }
+            )
+            continue
+        jobs.append(
+            NewJob(
+                id=uuid.uuid4(),
+                filename=upload.filename,
+                data=data,
+                source_format=info.format,
+                source_mime=info.mime_type,
+                width=info.width,
+                height=info.height,
+                target_format=request.format.value,
+                options=request.job_options(),
+            )
+        )
+    if problems:
+        statuses = {p.pop("status") for p in problems}
+        error = InvalidFiles(
+            f"{len(problems)} of {len(files)} file(s) cannot be converted; nothing was accepted",
+            details=problems,
+        )
+        # One kind of problem keeps its own status (415 not an image, 413 too large...).
+        error.status_hint = statuses.pop() if len(statuses) == 1 else 422
+        raise error
+    return jobs
+
+
+def upload_fingerprint(request: ConversionRequest, files: Sequence[UploadFile]) -> str:
+    """What an Idempotency-Key is bound to: the options and every file's name and content."""
+    digest = hashlib.sha256(request.model_dump_json().encode())
+    for upload in files:
+        digest.update(upload.filename.encode() + b"\0")
+        digest.update(hashlib.sha256(upload.data).digest())
+    return digest.hexdigest()
