@@ -662,6 +662,7 @@ def start_postgres(sup: Supervisor, cfg: LocalConfig) -> PostgresStarted:
     """Start PostgreSQL on <data>/postgres (initdb on first use) and create the database."""
     bin_dir = postgres_bin_dir()
     pgdata = cfg.data_dir / "postgres"
+    cfg.data_dir.mkdir(parents=True, exist_ok=True)
     account = postgres_account(pgdata, cfg.pg_account_name, os.geteuid())
 
     def note(text: str) -> None:

@@ -1,0 +1,365 @@
+"""`make up` for real: embedded PostgreSQL and Redis, then the whole scripts/run_local.py.
+
+Runs as root in CI, which exercises the root path (PostgreSQL as an unprivileged user); the
+normal-user path is run too, as `nobody` when the tests run as root. Ports are picked in
+20000-30000, away from the machine's own services.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+import redis
+
+from scripts import run_local
+from scripts.run_local import Account, LocalConfig, Supervisor
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = REPO_ROOT / "scripts" / "run_local.py"
+IS_ROOT = os.geteuid() == 0
+
+
+def require_root() -> None:
+    """Root-only tests fail in CI (which runs as root) rather than skip."""
+    if not IS_ROOT:
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI must run these tests as root")
+        pytest.skip("the root path needs root")
+
+
+def free_ports(count: int) -> list[int]:
+    """Distinct free ports below 32768 that the machine's services do not use."""
+    candidates = random.sample(range(20000, 30000), 400)
+    ports = [port for port in candidates if run_local.port_is_free(port)][:count]
+    assert len(ports) == count
+    return ports
+
+
+def is_alive(pid: int) -> bool:
+    """True while `pid` runs (a zombie waiting to be reaped counts as gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return False
+    return fields[0] not in ("Z", "X")
+
+
+def process_table() -> dict[int, tuple[int, str]]:
+    """pid -> (parent pid, command line) for every live process."""
+    table: dict[int, tuple[int, str]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[2])
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            continue
+        if is_alive(int(entry.name)):
+            table[int(entry.name)] = (ppid, cmdline)
+    return table
+
+
+def descendants(root: int) -> set[int]:
+    """Every live process below `root`."""
+    table = process_table()
+    found: set[int] = set()
+    frontier = {root}
+    while frontier:
+        frontier = {pid for pid, (ppid, _) in table.items() if ppid in frontier} - found
+        found |= frontier
+    return found
+
+
+def leftovers(markers: list[str]) -> list[str]:
+    """Live processes whose command line mentions one of `markers`."""
+    me = os.getpid()
+    return [
+        f"{pid}: {cmd}"
+        for pid, (_, cmd) in process_table().items()
+        if pid != me and any(marker in cmd for marker in markers)
+    ]
+
+
+def wait_all_gone(pids: set[int], timeout: float = 10.0) -> set[int]:
+    """Wait for `pids` to end; the ones still alive after `timeout`."""
+    deadline = time.monotonic() + timeout
+    alive = {pid for pid in pids if is_alive(pid)}
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.1)
+        alive = {pid for pid in alive if is_alive(pid)}
+    return alive
+
+
+def process_uid(pid: int) -> int:
+    """The real uid of `pid`."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Uid:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no Uid line for {pid}")
+
+
+def make_config(data_dir: Path, pg_port: int, redis_port: int) -> LocalConfig:
+    """A configuration for the embedded services only."""
+    env = {
+        "IMGCONV_LOCAL_DATA_DIR": str(data_dir),
+        "IMGCONV_LOCAL_PG_PORT": str(pg_port),
+        "IMGCONV_LOCAL_REDIS_PORT": str(redis_port),
+        "IMGCONV_LOCAL_FRONTEND": "0",
+        "IMGCONV_LOCAL_READY_TIMEOUT": "30",
+    }
+    return run_local.load_config(env, REPO_ROOT)
+
+
+@contextlib.contextmanager
+def running_as(account: Account) -> Iterator[None]:
+    """Be `account` (real and effective ids) until the block ends; root comes back after."""
+    groups = os.getgroups()
+    os.setgroups([])
+    os.setresgid(account.gid, account.gid, 0)
+    os.setresuid(account.uid, account.uid, 0)
+    try:
+        yield
+    finally:
+        os.setresuid(0, 0, 0)
+        os.setresgid(0, 0, 0)
+        os.setgroups(groups)
+
+
+def exercise_embedded_services(cfg: LocalConfig, expected_uid: int) -> None:
+    """Start PostgreSQL and Redis twice on one data dir: first initdb, then reuse the data."""
+    pg_dsn = f"postgresql://{run_local.PG_SUPERUSER}@127.0.0.1:{cfg.pg_port}/imgconv"
+    lines: list[str] = []
+    sup = Supervisor(write=lines.append)
+    try:
+        postgres = run_local.start_postgres(sup, cfg)
+        redis_url = run_local.start_redis(sup, cfg)
+        assert postgres.initialized
+        assert postgres.url == f"postgresql+psycopg://imgconv@127.0.0.1:{cfg.pg_port}/imgconv"
+        assert process_uid(postgres.pid) == expected_uid
+        with psycopg.connect(pg_dsn, autocommit=True) as conn:
+            conn.execute("CREATE TABLE marker (note text)")
+            conn.execute("INSERT INTO marker VALUES ('kept')")
+        redis.Redis.from_url(f"{redis_url}/1").set("marker", "kept")
+        first_pids = set(sup.pids())
+        for pid in list(first_pids):
+            first_pids |= descendants(pid)
+    finally:
+        sup.stop_all()
+    assert not wait_all_gone(first_pids)
+    assert any("database system is shut down" in line for line in lines), "no clean shutdown"
+    assert any(line.startswith("initdb") for line in lines)
+    assert (cfg.data_dir / "postgres" / "PG_VERSION").is_file()
+
+    lines.clear()
+    sup = Supervisor(write=lines.append)
+    try:
+        again = run_local.start_postgres(sup, cfg)
+        redis_url = run_local.start_redis(sup, cfg)
+        assert not again.initialized
+        assert not any(line.startswith("initdb") for line in lines)
+        with psycopg.connect(pg_dsn) as conn:
+            assert conn.execute("SELECT note FROM marker").fetchall() == [("kept",)]
+        assert redis.Redis.from_url(f"{redis_url}/1").get("marker") == b"kept"
+        second_pids = set(sup.pids())
+    finally:
+        sup.stop_all()
+    assert not wait_all_gone(second_pids)
+    assert any("database system is shut down" in line for line in lines)
+
+
+def test_embedded_services_as_root_run_postgres_unprivileged(tmp_path: Path) -> None:
+    require_root()
+    # pytest's own temp root is 0700: start_postgres must open the way for the postgres user.
+    cfg = make_config(tmp_path / "data", *free_ports(2))
+    exercise_embedded_services(cfg, expected_uid=Account.named("nobody").uid)
+    pgdata = cfg.data_dir / "postgres"
+    assert pgdata.stat().st_uid == Account.named("nobody").uid
+    assert pgdata.stat().st_mode & 0o777 == 0o700
+
+
+def test_embedded_services_as_a_normal_user(tmp_path: Path) -> None:
+    cfg = make_config(tmp_path / "data", *free_ports(2))
+    if not IS_ROOT:
+        exercise_embedded_services(cfg, expected_uid=os.getuid())
+        return
+    user = Account.named("nobody")
+    cfg.data_dir.mkdir()
+    os.chown(cfg.data_dir, user.uid, user.gid)
+    for path in (cfg.data_dir, run_local.postgres_bin_dir(), run_local.redis_server_binary()):
+        run_local.grant_traversal(path, user, say=lambda _text: None)
+    with running_as(user):
+        exercise_embedded_services(cfg, expected_uid=user.uid)
+
+
+def test_a_cluster_of_another_user_is_refused_clearly(tmp_path: Path) -> None:
+    require_root()
+    user = Account.named("nobody")
+    cfg = make_config(tmp_path / "data", *free_ports(2))
+    (cfg.data_dir / "postgres").mkdir(parents=True)  # owned by root, as if root had made it
+    run_local.grant_traversal(cfg.data_dir, user, say=lambda _text: None)
+    os.chown(cfg.data_dir, user.uid, user.gid)
+    with running_as(user), pytest.raises(run_local.LocalModeError, match="belongs to uid 0"):
+        run_local.start_postgres(Supervisor(write=lambda _line: None), cfg)
+
+
+# ---- the whole `make up`
+
+
+class LocalRun:
+    """scripts/run_local.py in a subprocess, its output collected by a thread."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.lines: list[str] = []
+        self.process = subprocess.Popen(
+            [sys.executable, str(SCRIPT)],
+            cwd=REPO_ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    @property
+    def output(self) -> str:
+        """Everything printed so far."""
+        return "\n".join(self.lines)
+
+    def wait_ready(self, url: str, timeout: float = 60.0) -> None:
+        """Wait for `url` to answer 200 while the script keeps running."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, f"run_local exited early:\n{self.output}"
+            try:
+                with urllib.request.urlopen(url, timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(0.3)
+        raise AssertionError(f"{url} not ready after {timeout} s:\n{self.output}")
+
+    def stop(self, sig: signal.Signals, timeout: float = 60.0) -> int:
+        """Send `sig` and wait for the exit code."""
+        self.process.send_signal(sig)
+        return self.finish(timeout)
+
+    def finish(self, timeout: float = 60.0) -> int:
+        """Wait for the script to end by itself."""
+        try:
+            code = self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            raise AssertionError(f"run_local did not stop in {timeout} s:\n{self.output}") from None
+        self._reader.join(5)
+        return code
+
+
+@pytest.fixture
+def local_env(tmp_path: Path) -> Iterator[dict[str, str]]:
+    """The environment of one `make up` on a temporary data dir, and a guard against leftovers."""
+    pg_port, redis_port, api_port = free_ports(3)
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("IMGCONV_") and key not in ("PYTEST_CURRENT_TEST",)
+    }
+    env.update(
+        IMGCONV_LOCAL_DATA_DIR=str(tmp_path / "data"),
+        IMGCONV_LOCAL_PG_PORT=str(pg_port),
+        IMGCONV_LOCAL_REDIS_PORT=str(redis_port),
+        IMGCONV_LOCAL_API_PORT=str(api_port),
+        IMGCONV_LOCAL_FRONTEND="0",
+        IMGCONV_LOCAL_CONCURRENCY="1",
+    )
+    yield env
+    stray = leftovers([str(tmp_path), f"127.0.0.1:{redis_port}", f"--port {api_port}"])
+    assert not stray, "processes left behind:\n" + "\n".join(stray)
+
+
+def _api(env: dict[str, str]) -> str:
+    return f"http://127.0.0.1:{env['IMGCONV_LOCAL_API_PORT']}"
+
+
+def _children(run: LocalRun) -> set[int]:
+    return descendants(run.process.pid)
+
+
+def test_make_up_serves_the_api_stops_on_ctrl_c_and_reuses_its_data(
+    local_env: dict[str, str],
+) -> None:
+    data_dir = Path(local_env["IMGCONV_LOCAL_DATA_DIR"])
+    pg_dsn = f"postgresql://imgconv@127.0.0.1:{local_env['IMGCONV_LOCAL_PG_PORT']}/imgconv"
+
+    first = LocalRun(local_env)
+    first.wait_ready(_api(local_env) + "/readyz")
+    children = _children(first)
+    assert len(children) >= 4, first.output  # postgres, redis, worker, api (and their helpers)
+    assert f"API    {_api(local_env)}" in first.output
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE marker (note text)")
+        conn.execute("INSERT INTO marker VALUES ('kept')")
+    assert first.stop(signal.SIGINT) == 0, first.output
+    assert not wait_all_gone(children), first.output
+    assert "database system is shut down" in first.output
+    assert "initdb" in first.output
+    assert (data_dir / "postgres" / "PG_VERSION").is_file()
+
+    second = LocalRun(local_env)
+    second.wait_ready(_api(local_env) + "/readyz")
+    children = _children(second)
+    assert "reusing the database cluster" in second.output
+    assert "initdb " not in second.output
+    with psycopg.connect(pg_dsn) as conn:
+        assert conn.execute("SELECT note FROM marker").fetchall() == [("kept",)]
+    assert second.stop(signal.SIGTERM) == 0, second.output
+    assert not wait_all_gone(children), second.output
+    assert "database system is shut down" in second.output
+
+
+def test_make_up_stops_everything_and_fails_when_a_service_dies(
+    local_env: dict[str, str],
+) -> None:
+    run = LocalRun(local_env)
+    run.wait_ready(_api(local_env) + "/readyz")
+    children = _children(run)
+    redis_port = local_env["IMGCONV_LOCAL_REDIS_PORT"]
+    table = process_table()
+    (redis_pid,) = [pid for pid in children if f"127.0.0.1:{redis_port}" in table[pid][1]]
+    os.kill(redis_pid, signal.SIGKILL)
+    assert run.finish() == 1, run.output
+    assert "redis exited unexpectedly" in run.output
+    assert not wait_all_gone(children), run.output
+    assert "database system is shut down" in run.output
+
+
+def test_a_second_make_up_on_the_same_data_is_refused(local_env: dict[str, str]) -> None:
+    data_dir = Path(local_env["IMGCONV_LOCAL_DATA_DIR"])
+    with run_local.run_lock(data_dir):
+        run = LocalRun(local_env)
+        assert run.finish() == 1
+    assert "already using" in run.output
+    assert not (data_dir / "postgres").exists()
