@@ -403,6 +403,15 @@ def _save_kwargs(
     return kwargs
 
 
+def _set_webp_alpha_flag(data: bytes) -> bytes:
+    # libwebp's animation encoder crops each frame to the pixels that differ from a
+    # transparent canvas; when only the transparent parts get cropped away, it leaves the
+    # VP8X alpha flag unset and decoders then paint the uncovered canvas opaque black.
+    if len(data) > 20 and data[12:16] == b"VP8X" and not data[20] & 0x10:
+        return data[:20] + bytes([data[20] | 0x10]) + data[21:]
+    return data
+
+
 def convert_image(data: bytes, options: ConversionOptions, limits: ImageLimits) -> ConvertedImage:
     """Convert image bytes as the options say; raises a domain error on bad input."""
     _check_options(options)
@@ -455,8 +464,11 @@ def convert_image(data: bytes, options: ConversionOptions, limits: ImageLimits) 
             raise ConversionFailed(
                 f"Encoding to {target.value.upper()} failed: {str(exc)[:200]}"
             ) from None
+        encoded = out.getvalue()
+        if target is ImageFormat.WEBP and keep_frames and any(_has_alpha(f) for f in frames):
+            encoded = _set_webp_alpha_flag(encoded)
     return ConvertedImage(
-        data=out.getvalue(),
+        data=encoded,
         format=target,
         width=first.width,
         height=first.height,

@@ -119,8 +119,9 @@ def open_image(data: bytes, limits: ImageLimits) -> tuple[Image.Image, ImageInfo
     except Image.DecompressionBombError as exc:  # only if someone re-enabled Pillow's guard
         raise ImageTooLarge(f"The image is too large: {exc}") from None
     except PILLOW_ERRORS:
-        raise NotAnImage(
-            f"The file starts like a {fmt.upper()} image but its header cannot be read."
+        raise ImageDecodeError(
+            f"The file looks like a {fmt.upper()} image but is truncated or corrupt: "
+            "its header cannot be read."
         ) from None
     try:
         info = _check(im, fmt, limits)

@@ -30,6 +30,7 @@ _UNSUPPORTED_PREFIXES: tuple[tuple[bytes, str], ...] = (
     (b"\xc5\xd0\xd3\xc6", "EPS"),
     (b"FLIF", "FLIF"),
 )
+_DIB_HEADER_SIZES = frozenset({12, 16, 40, 52, 56, 64, 108, 124})
 _NETPBM = re.compile(rb"P[1-7][ \t\r\n#]")
 _SVG = re.compile(rb"<svg[\s>]", re.IGNORECASE)
 
@@ -54,7 +55,8 @@ def sniff_format(head: bytes) -> str | None:
         return "gif"
     if head.startswith(b"RIFF") and head[8:12] == b"WEBP":
         return "webp"
-    if head.startswith(b"BM"):
+    # "BM" alone is too common in text; also require a known DIB header size.
+    if head.startswith(b"BM") and int.from_bytes(head[14:18], "little") in _DIB_HEADER_SIZES:
         return "bmp"
     if head.startswith((b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")):
         return "tiff"

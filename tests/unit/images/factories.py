@@ -1,0 +1,172 @@
+"""Images generated in the tests (no fixtures on disk)."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from io import BytesIO
+from typing import Any
+
+from imgconv_core.images.inspect import ImageLimits
+from PIL import Image, ImageCms
+
+LIMITS = ImageLimits(max_pixels=50_000_000, max_frames=1000)
+
+RED = (255, 0, 0)
+GREEN = (0, 255, 0)
+BLUE = (0, 0, 255)
+WHITE = (255, 255, 255)
+BLACK = (0, 0, 0)
+
+# Orientation -> the operation that turns the displayed picture into the stored one
+# (the inverse of what a viewer applies).
+STORED_FROM_DISPLAYED: dict[int, Image.Transpose | None] = {
+    1: None,
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_90,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_270,
+}
+
+
+def encode(im: Image.Image, fmt: str, **kwargs: Any) -> bytes:
+    """Save an image to bytes with Pillow."""
+    out = BytesIO()
+    im.save(out, format=fmt, **kwargs)
+    return out.getvalue()
+
+
+def decode(data: bytes) -> Image.Image:
+    """Open bytes with Pillow and load them."""
+    im = Image.open(BytesIO(data))
+    im.load()
+    return im
+
+
+def quadrants(width: int = 80, height: int = 60) -> Image.Image:
+    """RGB picture with red, green, blue and white quadrants (TL, TR, BL, BR)."""
+    im = Image.new("RGB", (width, height), WHITE)
+    im.paste(RED, (0, 0, width // 2, height // 2))
+    im.paste(GREEN, (width // 2, 0, width, height // 2))
+    im.paste(BLUE, (0, height // 2, width // 2, height))
+    return im
+
+
+def quadrant_colours(im: Image.Image) -> list[tuple[int, ...]]:
+    """Colour at the centre of each quadrant (TL, TR, BL, BR), as RGB."""
+    rgb = im.convert("RGB")
+    w, h = rgb.size
+    points = [
+        (w // 4, h // 4),
+        (3 * w // 4, h // 4),
+        (w // 4, 3 * h // 4),
+        (3 * w // 4, 3 * h // 4),
+    ]
+    result = []
+    for p in points:
+        value = rgb.getpixel(p)
+        assert isinstance(value, tuple)
+        result.append(value)
+    return result
+
+
+def close(a: tuple[int, ...], b: tuple[int, ...], tolerance: int = 40) -> bool:
+    """Whether two colours are equal within a per-channel tolerance (lossy codecs)."""
+    return len(a) == len(b) and all(abs(x - y) <= tolerance for x, y in zip(a, b, strict=True))
+
+
+def srgb_icc() -> bytes:
+    """A real sRGB ICC profile."""
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
+def half_transparent(mode: str = "RGBA", size: tuple[int, int] = (40, 20)) -> Image.Image:
+    """Left half opaque dark red (or dark grey for LA), right half fully transparent."""
+    w, h = size
+    if mode == "LA":
+        im = Image.new("LA", size, (0, 0))
+        im.paste((40, 255), (0, 0, w // 2, h))
+        return im
+    im = Image.new("RGBA", size, (0, 0, 0, 0))
+    im.paste((150, 0, 0, 255), (0, 0, w // 2, h))
+    return im
+
+
+def palette_with_transparency(size: tuple[int, int] = (40, 20)) -> Image.Image:
+    """P image: left half index 1 (blue), right half index 0 declared transparent."""
+    im = Image.new("P", size, 0)
+    im.putpalette([0, 0, 0, 0, 0, 255] + [0, 0, 0] * 254)
+    im.paste(1, (0, 0, size[0] // 2, size[1]))
+    im.info["transparency"] = 0
+    return im
+
+
+def animation(
+    frames: int = 4, size: tuple[int, int] = (40, 30), *, alpha: bool = False
+) -> list[Image.Image]:
+    """Frames of distinct colours; with alpha, the right half of each frame is transparent."""
+    result = []
+    for i in range(frames):
+        colour = ((i * 60) % 256, 255 - (i * 60) % 256, 80)
+        if alpha:
+            im = Image.new("RGBA", size, (0, 0, 0, 0))
+            im.paste((*colour, 255), (0, 0, size[0] // 2, size[1]))
+        else:
+            im = Image.new("RGB", size, colour)
+        result.append(im)
+    return result
+
+
+def encode_animation(frames: list[Image.Image], fmt: str, durations: list[int], **kw: Any) -> bytes:
+    """Save frames as an animation."""
+    return encode(frames[0], fmt, save_all=True, append_images=frames[1:], duration=durations, **kw)
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG claiming the given size with almost no image data (a cheap 'bomb')."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        crc = zlib.crc32(kind + body) & 0xFFFFFFFF
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    idat = zlib.compress(b"\x00" * 64)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat)
+
+
+def sixteen_bit_gradient(size: tuple[int, int] = (64, 16)) -> Image.Image:
+    """I;16 image whose columns go from 0 to 65535."""
+    w, h = size
+    im = Image.new("I;16", size)
+    for x in range(w):
+        value = round(x * 65535 / (w - 1))
+        for y in range(h):
+            im.putpixel((x, y), value)
+    return im
+
+
+def exif_with(orientation: int | None = None, make: str | None = None) -> Image.Exif:
+    """An EXIF block with the given orientation and camera make."""
+    exif = Image.Exif()
+    if orientation is not None:
+        exif[0x0112] = orientation
+    if make is not None:
+        exif[0x010F] = make
+    return exif
+
+
+def rgb_at(im: Image.Image, xy: tuple[int, int], mode: str = "RGB") -> tuple[int, ...]:
+    """The pixel at xy as an RGB (or RGBA) tuple."""
+    value = im.convert(mode).getpixel(xy)
+    assert isinstance(value, tuple)
+    return tuple(int(v) for v in value)
+
+
+def grey_at(im: Image.Image, xy: tuple[int, int]) -> int:
+    """The pixel at xy of a single-band image, as an int."""
+    value = im.getpixel(xy)
+    assert isinstance(value, (int, float))
+    return int(value)
