@@ -48,10 +48,22 @@ PG_DATABASE = "imgconv"
 # Used to own and run PostgreSQL when `make up` runs as root (postgres refuses to run as root).
 DEFAULT_PG_ACCOUNT = "nobody"
 
-# Frontend build inputs that never change what `next build` produces.
+# Files under frontend/ that never change what `next build` produces: dependencies, build
+# output, tests and their reports, and files the build or the type checker rewrite themselves.
 FRONTEND_IGNORED_DIRS = frozenset(
-    {"node_modules", ".next", "test-results", "playwright-report", "coverage", "out"}
+    {
+        "node_modules",
+        ".next",
+        "out",
+        "tests",
+        "e2e",
+        "test-results",
+        "test-artifacts",
+        "playwright-report",
+        "coverage",
+    }
 )
+FRONTEND_IGNORED_FILES = frozenset({"tsconfig.tsbuildinfo", "next-env.d.ts"})
 
 Signal = signal.Signals
 StopPlan = tuple[tuple[Signal, float], ...]
@@ -416,7 +428,7 @@ class Supervisor:
         self._drain(child)
         self._children.remove(child)
         if child.process.returncode != 0:
-            raise LocalModeError(f"{spec.name} failed (exit code {child.process.returncode})")
+            raise LocalModeError(f"{spec.name} failed ({describe_exit(child.process.returncode)})")
 
     def pump(self, timeout: float) -> None:
         """Forward output for up to `timeout` s; raise on a stop request or a dead service."""
@@ -429,7 +441,7 @@ class Supervisor:
             code = child.process.poll()
             if code is not None:
                 self._drain(child)
-                raise ChildExited(f"{child.spec.name} exited unexpectedly (exit code {code})")
+                raise ChildExited(f"{child.spec.name} exited unexpectedly ({describe_exit(code)})")
 
     def wait_until(self, check: Callable[[], bool], timeout: float, what: str) -> None:
         """Keep pumping until `check()` is true; raise after `timeout` seconds."""
@@ -486,7 +498,7 @@ class Supervisor:
             os.killpg(process.pid, signal.SIGKILL)
         process.wait()
         self._drain(child, limit=0.5)
-        self.say(child.spec.name, f"stopped (exit code {process.returncode})")
+        self.say(child.spec.name, f"stopped ({describe_exit(process.returncode)})")
 
     def _wait_exit(self, child: _Child, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -497,9 +509,22 @@ class Supervisor:
         return True
 
 
+def describe_exit(code: int) -> str:
+    """'exit code N', or the signal that ended the process."""
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            return f"by {signal.Signals(-code).name}"
+    return f"exit code {code}"
+
+
 def _print_line(line: str) -> None:
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
+    try:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+    except (BrokenPipeError, ValueError):
+        # Whoever read our output is gone (e.g. `make up | head`); supervising matters more,
+        # so keep going silently instead of dying with the children still running.
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115
 
 
 def _color_code(name: str) -> int:
@@ -900,7 +925,7 @@ def frontend_fingerprint(frontend: Path) -> str:
     digest = hashlib.sha256()
     for root, dirs, files in os.walk(frontend):
         dirs[:] = sorted(d for d in dirs if d not in FRONTEND_IGNORED_DIRS)
-        for name in sorted(files):
+        for name in sorted(set(files) - FRONTEND_IGNORED_FILES):
             path = Path(root) / name
             with contextlib.suppress(FileNotFoundError):
                 info = path.stat()
@@ -909,20 +934,16 @@ def frontend_fingerprint(frontend: Path) -> str:
     return digest.hexdigest()
 
 
-def frontend_build_stamp(frontend: Path, api_url: str) -> dict[str, str]:
-    """What a build depends on: its inputs, and the API URL that `/api` rewrites are baked to."""
-    return {"fingerprint": frontend_fingerprint(frontend), "api_url": api_url}
-
-
-def frontend_build_needed(frontend: Path, stamp_file: Path, api_url: str) -> bool:
-    """True when there is no build, or it was made from other sources or another API URL."""
+def frontend_build_needed(frontend: Path, stamp_file: Path) -> bool:
+    """True when there is no build, or it was made from other sources."""
+    # The API URL is not an input: frontend/ forwards /api to IMGCONV_API_URL at request time.
     if not (frontend / ".next" / "BUILD_ID").is_file():
         return True
     try:
         recorded = json.loads(stamp_file.read_text())
     except (OSError, ValueError):
         return True
-    return bool(recorded != frontend_build_stamp(frontend, api_url))
+    return bool(recorded != {"fingerprint": frontend_fingerprint(frontend)})
 
 
 def start_frontend(sup: Supervisor, cfg: LocalConfig, npm: str, api_url: str) -> str:
@@ -935,9 +956,9 @@ def start_frontend(sup: Supervisor, cfg: LocalConfig, npm: str, api_url: str) ->
         sup.run_step(ChildSpec("npm", [npm, "ci" if has_lock else "install"], frontend, env))
     next_bin = str(frontend / "node_modules" / ".bin" / "next")
     stamp_file = cfg.data_dir / "frontend-build.json"
-    if frontend_build_needed(frontend, stamp_file, api_url):
+    if frontend_build_needed(frontend, stamp_file):
         sup.run_step(ChildSpec("build", [next_bin, "build"], frontend, env))
-        stamp_file.write_text(json.dumps(frontend_build_stamp(frontend, api_url)))
+        stamp_file.write_text(json.dumps({"fingerprint": frontend_fingerprint(frontend)}))
     else:
         sup.say("frontend", "build is up to date")
     env.update(PORT=str(cfg.frontend_port), HOSTNAME=cfg.host)
@@ -1029,7 +1050,9 @@ def main(env: Mapping[str, str] | None = None) -> int:
             finally:
                 sup.stop_all()
     except StopRequested as stop:
-        _print_line(f"stopped ({stop}); data kept in the data directory")
+        _print_line(
+            f"stopped ({stop}); data kept in {env.get('IMGCONV_LOCAL_DATA_DIR') or '.data'}"
+        )
         return 0
     except LocalModeError as err:
         sys.stderr.write(f"make up: {err}\n")

@@ -66,7 +66,7 @@ def process_table() -> dict[int, tuple[int, str]]:
         if not entry.name.isdigit():
             continue
         try:
-            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[2])
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
         except (FileNotFoundError, ProcessLookupError, IndexError):
             continue
@@ -278,77 +278,94 @@ class LocalRun:
         return code
 
 
+class MakeUp:
+    """Starts `make up` runs on one temporary data dir and cleans up after the test."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.pg_port, self.redis_port, self.api_port = free_ports(3)
+        self.data_dir = tmp_path / "data"
+        self.api_url = f"http://127.0.0.1:{self.api_port}"
+        self.pg_dsn = f"postgresql://imgconv@127.0.0.1:{self.pg_port}/imgconv"
+        self.env = {
+            key: value
+            for key, value in os.environ.items()
+            if not key.startswith("IMGCONV_") and key != "PYTEST_CURRENT_TEST"
+        }
+        self.env.update(
+            IMGCONV_LOCAL_DATA_DIR=str(self.data_dir),
+            IMGCONV_LOCAL_PG_PORT=str(self.pg_port),
+            IMGCONV_LOCAL_REDIS_PORT=str(self.redis_port),
+            IMGCONV_LOCAL_API_PORT=str(self.api_port),
+            IMGCONV_LOCAL_FRONTEND="0",
+            IMGCONV_LOCAL_CONCURRENCY="1",
+        )
+        self.runs: list[LocalRun] = []
+        self.markers = [str(tmp_path), f"127.0.0.1:{self.redis_port}", f"--port {self.api_port}"]
+
+    def start(self) -> LocalRun:
+        """Start scripts/run_local.py."""
+        run = LocalRun(self.env)
+        self.runs.append(run)
+        return run
+
+    def cleanup(self) -> list[str]:
+        """Stop runs a failed test left behind; the processes that still remain."""
+        for run in self.runs:
+            if run.process.poll() is None:
+                run.process.send_signal(signal.SIGTERM)
+                try:
+                    run.process.wait(60)
+                except subprocess.TimeoutExpired:
+                    run.process.kill()
+        return leftovers(self.markers)
+
+
 @pytest.fixture
-def local_env(tmp_path: Path) -> Iterator[dict[str, str]]:
-    """The environment of one `make up` on a temporary data dir, and a guard against leftovers."""
-    pg_port, redis_port, api_port = free_ports(3)
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith("IMGCONV_") and key not in ("PYTEST_CURRENT_TEST",)
-    }
-    env.update(
-        IMGCONV_LOCAL_DATA_DIR=str(tmp_path / "data"),
-        IMGCONV_LOCAL_PG_PORT=str(pg_port),
-        IMGCONV_LOCAL_REDIS_PORT=str(redis_port),
-        IMGCONV_LOCAL_API_PORT=str(api_port),
-        IMGCONV_LOCAL_FRONTEND="0",
-        IMGCONV_LOCAL_CONCURRENCY="1",
-    )
-    yield env
-    stray = leftovers([str(tmp_path), f"127.0.0.1:{redis_port}", f"--port {api_port}"])
+def make_up(tmp_path: Path) -> Iterator[MakeUp]:
+    """`make up` on a temporary data dir; fails the test if it leaves processes behind."""
+    runs = MakeUp(tmp_path)
+    yield runs
+    stray = runs.cleanup()
     assert not stray, "processes left behind:\n" + "\n".join(stray)
-
-
-def _api(env: dict[str, str]) -> str:
-    return f"http://127.0.0.1:{env['IMGCONV_LOCAL_API_PORT']}"
 
 
 def _children(run: LocalRun) -> set[int]:
     return descendants(run.process.pid)
 
 
-def test_make_up_serves_the_api_stops_on_ctrl_c_and_reuses_its_data(
-    local_env: dict[str, str],
-) -> None:
-    data_dir = Path(local_env["IMGCONV_LOCAL_DATA_DIR"])
-    pg_dsn = f"postgresql://imgconv@127.0.0.1:{local_env['IMGCONV_LOCAL_PG_PORT']}/imgconv"
-
-    first = LocalRun(local_env)
-    first.wait_ready(_api(local_env) + "/readyz")
+def test_make_up_serves_the_api_stops_on_ctrl_c_and_reuses_its_data(make_up: MakeUp) -> None:
+    first = make_up.start()
+    first.wait_ready(make_up.api_url + "/readyz")
     children = _children(first)
     assert len(children) >= 4, first.output  # postgres, redis, worker, api (and their helpers)
-    assert f"API    {_api(local_env)}" in first.output
-    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+    assert f"API    {make_up.api_url}" in first.output
+    with psycopg.connect(make_up.pg_dsn, autocommit=True) as conn:
         conn.execute("CREATE TABLE marker (note text)")
         conn.execute("INSERT INTO marker VALUES ('kept')")
     assert first.stop(signal.SIGINT) == 0, first.output
     assert not wait_all_gone(children), first.output
     assert "database system is shut down" in first.output
     assert "initdb" in first.output
-    assert (data_dir / "postgres" / "PG_VERSION").is_file()
+    assert (make_up.data_dir / "postgres" / "PG_VERSION").is_file()
 
-    second = LocalRun(local_env)
-    second.wait_ready(_api(local_env) + "/readyz")
+    second = make_up.start()
+    second.wait_ready(make_up.api_url + "/readyz")
     children = _children(second)
     assert "reusing the database cluster" in second.output
     assert "initdb " not in second.output
-    with psycopg.connect(pg_dsn) as conn:
+    with psycopg.connect(make_up.pg_dsn) as conn:
         assert conn.execute("SELECT note FROM marker").fetchall() == [("kept",)]
     assert second.stop(signal.SIGTERM) == 0, second.output
     assert not wait_all_gone(children), second.output
     assert "database system is shut down" in second.output
 
 
-def test_make_up_stops_everything_and_fails_when_a_service_dies(
-    local_env: dict[str, str],
-) -> None:
-    run = LocalRun(local_env)
-    run.wait_ready(_api(local_env) + "/readyz")
+def test_make_up_stops_everything_and_fails_when_a_service_dies(make_up: MakeUp) -> None:
+    run = make_up.start()
+    run.wait_ready(make_up.api_url + "/readyz")
     children = _children(run)
-    redis_port = local_env["IMGCONV_LOCAL_REDIS_PORT"]
     table = process_table()
-    (redis_pid,) = [pid for pid in children if f"127.0.0.1:{redis_port}" in table[pid][1]]
+    (redis_pid,) = [pid for pid in children if f"127.0.0.1:{make_up.redis_port}" in table[pid][1]]
     os.kill(redis_pid, signal.SIGKILL)
     assert run.finish() == 1, run.output
     assert "redis exited unexpectedly" in run.output
@@ -356,10 +373,9 @@ def test_make_up_stops_everything_and_fails_when_a_service_dies(
     assert "database system is shut down" in run.output
 
 
-def test_a_second_make_up_on_the_same_data_is_refused(local_env: dict[str, str]) -> None:
-    data_dir = Path(local_env["IMGCONV_LOCAL_DATA_DIR"])
-    with run_local.run_lock(data_dir):
-        run = LocalRun(local_env)
+def test_a_second_make_up_on_the_same_data_is_refused(make_up: MakeUp) -> None:
+    with run_local.run_lock(make_up.data_dir):
+        run = make_up.start()
         assert run.finish() == 1
     assert "already using" in run.output
-    assert not (data_dir / "postgres").exists()
+    assert not (make_up.data_dir / "postgres").exists()

@@ -190,30 +190,31 @@ def test_npm_install_runs_once_and_again_after_the_lock_changes(tmp_path: Path) 
     assert run_local.npm_install_needed(frontend)
 
 
-def test_fingerprint_follows_sources_not_dependencies_or_build_output(tmp_path: Path) -> None:
+def test_fingerprint_follows_sources_not_dependencies_tests_or_build_output(
+    tmp_path: Path,
+) -> None:
     frontend = _frontend(tmp_path)
     before = run_local.frontend_fingerprint(frontend)
-    for ignored in ("node_modules", ".next"):
+    for ignored in ("node_modules", ".next", "tests"):
         (frontend / ignored).mkdir()
         (frontend / ignored / "file.js").write_text("x")
+    (frontend / "tsconfig.tsbuildinfo").write_text("{}")
     assert run_local.frontend_fingerprint(frontend) == before
     _touch_later(frontend / "app" / "page.tsx", "export default function Page() { return 1 }")
     assert run_local.frontend_fingerprint(frontend) != before
 
 
-def test_build_is_redone_when_missing_stale_or_for_another_api_url(tmp_path: Path) -> None:
+def test_build_is_redone_when_missing_or_stale(tmp_path: Path) -> None:
     frontend = _frontend(tmp_path)
     stamp = tmp_path / "frontend-build.json"
-    api = "http://127.0.0.1:8000"
-    assert run_local.frontend_build_needed(frontend, stamp, api)  # never built
+    assert run_local.frontend_build_needed(frontend, stamp)  # never built
     (frontend / ".next").mkdir()
     (frontend / ".next" / "BUILD_ID").write_text("abc")
-    assert run_local.frontend_build_needed(frontend, stamp, api)  # built, but no stamp
-    stamp.write_text(json.dumps(run_local.frontend_build_stamp(frontend, api)))
-    assert not run_local.frontend_build_needed(frontend, stamp, api)
-    assert run_local.frontend_build_needed(frontend, stamp, "http://127.0.0.1:8001")
-    _touch_later(frontend / "app" / "page.tsx")
-    assert run_local.frontend_build_needed(frontend, stamp, api)
+    assert run_local.frontend_build_needed(frontend, stamp)  # built, but not by us
+    stamp.write_text(json.dumps({"fingerprint": run_local.frontend_fingerprint(frontend)}))
+    assert not run_local.frontend_build_needed(frontend, stamp)
+    (frontend / "app" / "new-page.tsx").write_text("export default function New() {}")
+    assert run_local.frontend_build_needed(frontend, stamp)
 
 
 # ---- accounts and permissions
