@@ -83,3 +83,20 @@ def client(api: str) -> Iterator[ApiClient]:
     client = ApiClient(api)
     yield client
     client.close()
+
+
+@pytest.fixture(scope="session")
+def idle_api(log_dir: Path) -> Iterator[str]:
+    """An API whose queue no worker consumes: its jobs stay `queued` (deterministic states)."""
+    stack = make_stack(log_dir, redis_db=REDIS_DB + 2)
+    proc, url = start_api(stack)
+    yield url
+    proc.stop()
+    destroy_stack(stack)
+
+
+@pytest.fixture
+def idle_client(idle_api: str) -> Iterator[ApiClient]:
+    client = ApiClient(idle_api)
+    yield client
+    client.close()
