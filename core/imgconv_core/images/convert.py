@@ -68,6 +68,47 @@ _TRANSPOSE: Mapping[int, Image.Transpose] = MappingProxyType(
     }
 )
 _SWAPS_AXES = frozenset({5, 6, 7, 8})
+# TIFF tags that describe pixel layout or carry metadata we handle separately (ICC, XMP,
+# IPTC, Photoshop); everything else in IFD0 (make, model, dates, GPS/EXIF pointers...) is kept.
+_STRUCTURAL_TAGS = frozenset(
+    {
+        *range(254, 260),  # subfile type, size, bits per sample, compression
+        262,
+        263,
+        264,
+        265,
+        266,
+        273,
+        274,
+        277,
+        278,
+        279,
+        280,
+        281,
+        284,
+        290,
+        291,
+        292,
+        293,
+        317,
+        318,
+        319,
+        320,
+        321,
+        *range(322, 326),
+        330,
+        332,
+        *range(338, 342),
+        347,
+        *range(512, 522),
+        *range(529, 533),
+        700,
+        33723,
+        34377,
+        34675,
+        37724,
+    }
+)
 _CMS_ERRORS: tuple[type[Exception], ...] = (ImageCms.PyCMSError, *PILLOW_ERRORS)
 _SIXTEEN_BIT = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
 _ICC_SPACE_OF_MODE: Mapping[str, bytes] = MappingProxyType(
@@ -298,11 +339,18 @@ def _detach(im: Image.Image) -> Image.Image:
 def _normalised_exif(im: Image.Image) -> Image.Exif | None:
     try:
         exif = im.getexif()
+        # Load the sub-IFDs now: once tags are removed their file offsets mean nothing.
+        exif_ifd = exif.get_ifd(ExifTags.IFD.Exif)
+        exif.get_ifd(ExifTags.IFD.GPSInfo)
     except PILLOW_ERRORS:
         return None
-    exif.pop(ExifTags.Base.Orientation, None)
+    # A TIFF's "EXIF" is its whole IFD0, including the tags that lay out its pixel data;
+    # copied into another file they would describe strips and sample formats that are not
+    # there (corrupt TIFF output). Orientation goes because the pixels are upright now.
+    for tag in [t for t in exif if t in _STRUCTURAL_TAGS]:
+        del exif[tag]
+    exif.bigtiff = False  # EXIF blocks in JPEG/PNG/WebP/AVIF are classic TIFF
     # Pixel dimensions recorded in EXIF would be stale after a resize.
-    exif_ifd = exif.get_ifd(ExifTags.IFD.Exif)
     exif_ifd.pop(ExifTags.Base.ExifImageWidth, None)
     exif_ifd.pop(ExifTags.Base.ExifImageHeight, None)
     return exif if len(exif) else None
@@ -423,7 +471,8 @@ def convert_image(data: bytes, options: ConversionOptions, limits: ImageLimits) 
         if out_w > limit or out_h > limit:
             raise UnsupportedFormat(
                 f"{target.value.upper()} cannot hold an image of {out_w} x {out_h} pixels "
-                f"(at most {limit} per side); set max_width/max_height or choose another format.",
+                f"(at most {limit} per side); set max_width or max_height, "
+                "or choose another format.",
                 details={"max_side": limit},
             )
         keep_frames = info.frames > 1 and (

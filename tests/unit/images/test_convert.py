@@ -462,3 +462,15 @@ def test_fit_within_examples() -> None:
     assert fit_within(3000, 4000, 1024, 1024) == (768, 1024)
     assert fit_within(10, 10, 1024, 1024) == (10, 10)
     assert fit_within(10_000, 1, 100, None) == (100, 1)
+
+
+@pytest.mark.parametrize("target", list(ImageFormat))
+@pytest.mark.parametrize("mode", ["F", "RGB", "I;16"])
+def test_tiff_source_keeping_metadata_writes_valid_files(mode: str, target: ImageFormat) -> None:
+    # A TIFF's IFD0 holds strip offsets, sample formats...: they must not be copied as EXIF.
+    im = quadrants(30, 20).convert("L").convert(mode)
+    data = encode(im, "TIFF", tiffinfo=exif_with(make="Cam", orientation=1))
+    out = convert(data, target, strip_metadata=False, max_height=10)
+    assert out.size == (15, 10)
+    if target in EXIF_TARGETS:
+        assert out.getexif().get(0x010F) == "Cam"

@@ -1,0 +1,149 @@
+"""Component benchmark: `convert_image` against raw Pillow doing the same conversion.
+
+Run with `python -m bench.conversion`; `run()` returns the rows for `make bench`.
+Each case alternates ours and raw Pillow in one process, so load from other processes on
+the machine hits both sides alike; the median of the repeats is reported.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from io import BytesIO
+
+from PIL import Image
+
+from imgconv_core.images.convert import ConversionOptions, convert_image, fit_within
+from imgconv_core.images.formats import ImageFormat
+from imgconv_core.images.inspect import ImageLimits, inspect_image
+
+LIMITS = ImageLimits(max_pixels=50_000_000, max_frames=1000)
+
+
+def photo_jpeg(width: int, height: int, quality: int = 90) -> bytes:
+    """A photo-like JPEG (smooth gradients plus sensor-like noise), generated, not loaded."""
+    gradient = Image.linear_gradient("L")
+    r = gradient.resize((width, height))
+    g = gradient.rotate(90).resize((width, height))
+    b = Image.radial_gradient("L").resize((width, height))
+    noise = Image.effect_noise((width, height), 48)
+    rgb = Image.merge(
+        "RGB",
+        [Image.blend(channel, noise, 0.25) for channel in (r, g, b)],
+    )
+    out = BytesIO()
+    rgb.save(out, "JPEG", quality=quality)
+    return out.getvalue()
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    source: bytes
+    ours: Callable[[], bytes]
+    raw: Callable[[], bytes]
+
+
+def _raw_convert(
+    data: bytes, fmt: str, size: tuple[int, int] | None = None, **kwargs: object
+) -> bytes:
+    im = Image.open(BytesIO(data))
+    if size is not None and size != im.size:
+        im = im.resize(size, Image.Resampling.LANCZOS)
+    out = BytesIO()
+    im.save(out, fmt, **kwargs)
+    return out.getvalue()
+
+
+def _ours(data: bytes, options: ConversionOptions) -> Callable[[], bytes]:
+    return lambda: convert_image(data, options, LIMITS).data
+
+
+def cases() -> list[Case]:
+    """The conversions the issue names, with identical encoder settings on both sides."""
+    one_mp = photo_jpeg(1152, 864)
+    twelve_mp = photo_jpeg(4000, 3000)
+    downscaled = fit_within(4000, 3000, 1024, None)
+    return [
+        Case(
+            "1-MP JPEG -> PNG",
+            one_mp,
+            _ours(one_mp, ConversionOptions(target=ImageFormat.PNG)),
+            lambda: _raw_convert(one_mp, "PNG"),
+        ),
+        Case(
+            "12-MP JPEG -> WebP q85",
+            twelve_mp,
+            _ours(twelve_mp, ConversionOptions(target=ImageFormat.WEBP, quality=85)),
+            lambda: _raw_convert(twelve_mp, "WEBP", quality=85),
+        ),
+        Case(
+            "12-MP JPEG -> JPEG q85, fit 1024 (draft)",
+            twelve_mp,
+            _ours(twelve_mp, ConversionOptions(target=ImageFormat.JPEG, quality=85, max_width=1024)),
+            lambda: _raw_convert(twelve_mp, "JPEG", downscaled, quality=85),
+        ),
+    ]
+
+
+def _time(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def run(repeats: int = 7) -> list[dict[str, object]]:
+    """Time each case (median of `repeats`, ours and raw interleaved); one row per case."""
+    rows: list[dict[str, object]] = []
+    for case in cases():
+        case.ours()  # warm-up: plugin imports, first-touch allocations
+        case.raw()
+        ours: list[float] = []
+        raw: list[float] = []
+        for i in range(repeats):
+            # Alternate who goes first so neither side always gets the warmer cache.
+            pair = [(ours, case.ours), (raw, case.raw)]
+            for bucket, fn in pair if i % 2 == 0 else reversed(pair):
+                bucket.append(_time(fn))
+        ours_ms = statistics.median(ours) * 1000
+        raw_ms = statistics.median(raw) * 1000
+        rows.append(
+            {
+                "case": case.name,
+                "ours_ms": round(ours_ms, 1),
+                "raw_pillow_ms": round(raw_ms, 1),
+                "ratio_ours_over_raw": round(ours_ms / raw_ms, 3),
+                "ours_per_s": round(1000 / ours_ms, 1),
+                "raw_per_s": round(1000 / raw_ms, 1),
+            }
+        )
+    twelve_mp = photo_jpeg(4000, 3000)
+    inspect_s = [_time(lambda: inspect_image(twelve_mp, LIMITS)) for _ in range(50)]
+    rows.append(
+        {
+            "case": "inspect_image, 12-MP JPEG (upload path)",
+            "ours_ms": round(statistics.median(inspect_s) * 1000, 3),
+            "raw_pillow_ms": None,
+            "ratio_ours_over_raw": None,
+            "ours_per_s": round(1 / statistics.median(inspect_s), 1),
+            "raw_per_s": None,
+        }
+    )
+    return rows
+
+
+def format_table(rows: list[dict[str, object]]) -> str:
+    """Render rows as a plain-text table."""
+    columns = list(rows[0])
+    cells = [[("-" if row[c] is None else str(row[c])) for c in columns] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines.extend("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in cells)
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(format_table(run()))
