@@ -13,11 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from io import BytesIO
 
-from PIL import Image
-
 from imgconv_core.images.convert import ConversionOptions, convert_image, fit_within
 from imgconv_core.images.formats import ImageFormat
 from imgconv_core.images.inspect import ImageLimits, inspect_image
+from PIL import Image
 
 LIMITS = ImageLimits(max_pixels=50_000_000, max_frames=1000)
 
@@ -49,7 +48,7 @@ class Case:
 def _raw_convert(
     data: bytes, fmt: str, size: tuple[int, int] | None = None, **kwargs: object
 ) -> bytes:
-    im = Image.open(BytesIO(data))
+    im: Image.Image = Image.open(BytesIO(data))
     if size is not None and size != im.size:
         im = im.resize(size, Image.Resampling.LANCZOS)
     out = BytesIO()
@@ -82,7 +81,9 @@ def cases() -> list[Case]:
         Case(
             "12-MP JPEG -> JPEG q85, fit 1024 (draft)",
             twelve_mp,
-            _ours(twelve_mp, ConversionOptions(target=ImageFormat.JPEG, quality=85, max_width=1024)),
+            _ours(
+                twelve_mp, ConversionOptions(target=ImageFormat.JPEG, quality=85, max_width=1024)
+            ),
             lambda: _raw_convert(twelve_mp, "JPEG", downscaled, quality=85),
         ),
     ]
