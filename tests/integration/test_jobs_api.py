@@ -85,7 +85,7 @@ def test_long_poll_returns_when_the_job_changes(client: ApiClient, worker: Proce
     etag = None
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        headers = {"If-None-Match": etag} if etag else {}
+        headers: dict[str, str] = {"If-None-Match": etag} if etag else {}
         response = client.http.get(
             f"/api/v1/jobs/{job['id']}", params={"wait": 25}, headers=headers
         )
@@ -120,7 +120,7 @@ def test_keyset_pages_newest_first_and_status_filter(idle_client: ApiClient) -> 
     cursor = None
     pages = 0
     while True:
-        params: dict[str, object] = {"limit": 2}
+        params: dict[str, str | int] = {"limit": 2}
         if cursor:
             params["cursor"] = cursor
         page = client.http.get("/api/v1/jobs", params=params).json()
