@@ -39,12 +39,15 @@ export function upstreamUrl(requestUrl: string, base: string): string {
   return `${base}${url.pathname}${url.search}`;
 }
 
-export function forwardRequestHeaders(incoming: Headers, clientIp: string | null): Headers {
+export function forwardRequestHeaders(
+  incoming: Headers,
+  clientIp: string | null,
+  host: string | null = incoming.get('host'),
+): Headers {
   const headers = new Headers();
   incoming.forEach((value, key) => {
     if (!DROP_REQUEST.has(key.toLowerCase())) headers.set(key, value);
   });
-  const host = incoming.get('host');
   if (host) headers.set('X-Forwarded-Host', host);
   if (clientIp) {
     const prior = incoming.get('x-forwarded-for');
@@ -85,7 +88,11 @@ export async function proxyToApi(
   const hasBody = request.method !== 'GET' && request.method !== 'HEAD' && request.body !== null;
   const init: RequestInit & { duplex?: 'half' } = {
     method: request.method,
-    headers: forwardRequestHeaders(request.headers, clientIp),
+    headers: forwardRequestHeaders(
+      request.headers,
+      clientIp,
+      request.headers.get('host') ?? new URL(request.url).host,
+    ),
     body: hasBody ? request.body : undefined,
     redirect: 'manual',
     signal: request.signal,

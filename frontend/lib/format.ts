@@ -12,7 +12,7 @@ export function formatBytes(bytes: number | null | undefined): string {
     unit++;
   }
   const digits = unit === 0 || value >= 100 ? 0 : value >= 10 ? 1 : 2;
-  return `${value.toFixed(digits).replace(/\.?0+$/, '')} ${UNITS[unit]}`;
+  return `${Number(value.toFixed(digits))} ${UNITS[unit]}`;
 }
 
 /** Size change from source to result in percent: positive = smaller. Null when unknown. */

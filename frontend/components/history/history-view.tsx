@@ -10,7 +10,7 @@ import { useJobActions } from '@/components/jobs/use-job-actions';
 import { Button } from '@/components/ui/button';
 import { Card, CardContent, CardDescription, CardHeader, CardTitle } from '@/components/ui/card';
 import { Label } from '@/components/ui/label';
-import { Select, SelectContent, SelectItem, SelectTrigger, SelectValue } from '@/components/ui/select';
+import { NativeSelect } from '@/components/ui/native-select';
 import { getApiClient } from '@/lib/api/client';
 import { JOB_STATUSES, isTerminal, type Job, type JobStatus } from '@/lib/api/types';
 import { formatBytes, formatDateTime, savingPercent } from '@/lib/format';
@@ -131,19 +131,19 @@ export function HistoryView() {
         </div>
         <div className="flex w-full flex-col gap-2 sm:w-48">
           <Label htmlFor="status-filter">Status</Label>
-          <Select value={status ?? ALL} onValueChange={setStatus}>
-            <SelectTrigger id="status-filter" data-testid="status-filter">
-              <SelectValue />
-            </SelectTrigger>
-            <SelectContent>
-              <SelectItem value={ALL}>All statuses</SelectItem>
-              {JOB_STATUSES.map((value) => (
-                <SelectItem key={value} value={value}>
-                  {STATUS_LABELS[value]}
-                </SelectItem>
-              ))}
-            </SelectContent>
-          </Select>
+          <NativeSelect
+            id="status-filter"
+            value={status ?? ALL}
+            onChange={(event) => setStatus(event.currentTarget.value)}
+            data-testid="status-filter"
+          >
+            <option value={ALL}>All statuses</option>
+            {JOB_STATUSES.map((value) => (
+              <option key={value} value={value}>
+                {STATUS_LABELS[value]}
+              </option>
+            ))}
+          </NativeSelect>
         </div>
       </CardHeader>
       <CardContent>

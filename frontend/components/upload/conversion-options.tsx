@@ -4,7 +4,7 @@ import * as React from 'react';
 
 import { Input } from '@/components/ui/input';
 import { Label } from '@/components/ui/label';
-import { Select, SelectContent, SelectItem, SelectTrigger, SelectValue } from '@/components/ui/select';
+import { NativeSelect } from '@/components/ui/native-select';
 import { Switch } from '@/components/ui/switch';
 import type { ConversionOptions } from '@/lib/api/types';
 import {
@@ -81,18 +81,18 @@ export function ConversionOptionsForm({ value, onChange, errors, disabled }: Con
       <legend className="sr-only">Conversion options</legend>
       <div className="col-span-2 flex flex-col gap-2 sm:col-span-1">
         <Label htmlFor={`${id}-format`}>Convert to</Label>
-        <Select value={value.format} onValueChange={(next) => set('format', next as OutputFormat)} disabled={disabled}>
-          <SelectTrigger id={`${id}-format`} data-testid="format-select">
-            <SelectValue />
-          </SelectTrigger>
-          <SelectContent>
-            {OUTPUT_FORMATS.map((format) => (
-              <SelectItem key={format} value={format} data-testid={`format-${format}`}>
-                {FORMAT_LABELS[format]}
-              </SelectItem>
-            ))}
-          </SelectContent>
-        </Select>
+        <NativeSelect
+          id={`${id}-format`}
+          value={value.format}
+          onChange={(event) => set('format', event.currentTarget.value as OutputFormat)}
+          data-testid="format-select"
+        >
+          {OUTPUT_FORMATS.map((format) => (
+            <option key={format} value={format}>
+              {FORMAT_LABELS[format]}
+            </option>
+          ))}
+        </NativeSelect>
       </div>
       <div className="col-span-2 flex flex-col gap-2 sm:col-span-1">
         <div className="flex items-center justify-between">
