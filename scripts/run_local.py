@@ -673,6 +673,38 @@ def ensure_database(port: int, name: str = PG_DATABASE) -> bool:
         return True
 
 
+def process_name(pid: int) -> str | None:
+    """The command name of a live process, or None if there is none with that pid."""
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return "?"
+
+
+def clear_stale_postmaster_pid(pgdata: Path) -> bool:
+    """Remove a postmaster.pid left by a PostgreSQL that is gone; True if one was removed.
+
+    PostgreSQL refuses to start while the pid in that file is alive, and after a crash or a
+    container restart that pid often belongs to some unrelated process. We hold run.lock, so
+    only a live `postgres` process can really be using the cluster.
+    """
+    pid_file = pgdata / "postmaster.pid"
+    try:
+        first_line = pid_file.read_text().split("\n", 1)[0].strip()
+    except FileNotFoundError:
+        return False
+    pid = int(first_line) if first_line.isdigit() else 0
+    if pid > 0 and process_name(pid) in ("postgres", "?"):
+        raise LocalModeError(
+            f"a PostgreSQL (pid {pid}) from an earlier run still uses {pgdata}: "
+            f"stop it with `kill -INT {pid}` and run `make up` again"
+        )
+    pid_file.unlink()
+    return True
+
+
 @dataclass(frozen=True)
 class PostgresStarted:
     """What start_postgres did."""
@@ -730,6 +762,8 @@ def start_postgres(sup: Supervisor, cfg: LocalConfig) -> PostgresStarted:
         )
     else:
         note(f"reusing the database cluster in {pgdata}")
+        if clear_stale_postmaster_pid(pgdata):
+            note("removed the postmaster.pid of a PostgreSQL that is no longer running")
 
     pid = sup.start(
         ChildSpec(

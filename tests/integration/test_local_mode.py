@@ -165,6 +165,10 @@ def exercise_embedded_services(cfg: LocalConfig, expected_uid: int) -> None:
     assert any("database system is shut down" in line for line in lines), "no clean shutdown"
     assert any(line.startswith("initdb") for line in lines)
     assert (cfg.data_dir / "postgres" / "PG_VERSION").is_file()
+    # As after a crash or a container restart: postmaster.pid names a live process of the
+    # postgres user that is not PostgreSQL, which PostgreSQL alone would take for a running one.
+    squatter = subprocess.Popen(["sleep", "120"], user=expected_uid if os.geteuid() == 0 else None)
+    (cfg.data_dir / "postgres" / "postmaster.pid").write_text(f"{squatter.pid}\n")
 
     lines.clear()
     sup = Supervisor(write=lines.append)
@@ -179,6 +183,8 @@ def exercise_embedded_services(cfg: LocalConfig, expected_uid: int) -> None:
         second_pids = set(sup.pids())
     finally:
         sup.stop_all()
+        squatter.kill()
+        squatter.wait()
     assert not wait_all_gone(second_pids)
     assert any("database system is shut down" in line for line in lines)
 
@@ -371,6 +377,20 @@ def test_make_up_stops_everything_and_fails_when_a_service_dies(make_up: MakeUp)
     assert "redis exited unexpectedly" in run.output
     assert not wait_all_gone(children), run.output
     assert "database system is shut down" in run.output
+
+
+def test_ctrl_c_during_startup_stops_what_was_started(make_up: MakeUp) -> None:
+    run = make_up.start()
+    deadline = time.monotonic() + 60
+    while not any(line.startswith("redis ") for line in run.lines):
+        assert run.process.poll() is None, run.output
+        assert time.monotonic() < deadline, run.output
+        time.sleep(0.05)
+    children = _children(run)
+    assert run.stop(signal.SIGINT) == 0, run.output
+    assert not wait_all_gone(children), run.output
+    assert "database system is shut down" in run.output
+    assert "api " not in run.output
 
 
 def test_a_second_make_up_on_the_same_data_is_refused(make_up: MakeUp) -> None:
