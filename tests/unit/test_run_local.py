@@ -268,6 +268,27 @@ def test_closed_directories_on_the_way_are_found(tmp_path: Path) -> None:
     assert outer not in run_local.untraversable_dirs(inner, stranger)
 
 
+def test_a_tree_closed_by_a_strict_umask_is_opened_for_reading_and_running(
+    tmp_path: Path,
+) -> None:
+    tree = tmp_path / "pginstall"
+    (tree / "bin").mkdir(parents=True)
+    (tree / "share").mkdir()
+    program = tree / "bin" / "postgres"
+    data = tree / "share" / "timezone"
+    program.write_text("#!/bin/sh\n")
+    data.write_text("UTC")
+    program.chmod(0o700)
+    data.chmod(0o600)
+    for directory in (tree / "bin", tree / "share", tree):
+        directory.chmod(0o700)
+    assert run_local.open_tree_for_others(tree) == 4
+    assert stat.S_IMODE(program.stat().st_mode) == 0o705
+    assert stat.S_IMODE(data.stat().st_mode) == 0o604
+    assert stat.S_IMODE((tree / "bin").stat().st_mode) == 0o705
+    assert run_local.open_tree_for_others(tree) == 0
+
+
 # ---- supervision, with real processes
 
 
