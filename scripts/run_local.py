@@ -1047,6 +1047,20 @@ class Started:
     notes: list[str] = field(default_factory=list)
 
 
+def why_no_frontend(cfg: LocalConfig, npm: str | None) -> str | None:
+    """Why the web UI will not run (for the banner), or None when it will."""
+    if not cfg.frontend_enabled:
+        return "web UI skipped (IMGCONV_LOCAL_FRONTEND=0)"
+    if not (cfg.repo_root / "frontend" / "package.json").is_file():
+        return "no frontend/package.json: API only"
+    if npm is None:
+        return (
+            "npm is not on PATH, so the web UI is not running: install Node.js 18.17+ with npm "
+            "(e.g. `apt-get install nodejs npm`, or from nodejs.org) and run `make up` again"
+        )
+    return None
+
+
 def start_everything(sup: Supervisor, cfg: LocalConfig, base_env: Mapping[str, str]) -> Started:
     """Start every service in dependency order (the reverse of the stop order)."""
     started = Started()
@@ -1065,18 +1079,11 @@ def start_everything(sup: Supervisor, cfg: LocalConfig, base_env: Mapping[str, s
     start_worker(sup, cfg, env)
     started.api_url = start_api(sup, cfg, env)
 
-    frontend = cfg.repo_root / "frontend"
     npm = shutil.which("npm")
-    if not cfg.frontend_enabled:
-        started.notes.append("frontend skipped (IMGCONV_LOCAL_FRONTEND=0)")
-    elif not (frontend / "package.json").is_file():
-        started.notes.append("no frontend/package.json yet: API only")
-    elif npm is None:
-        started.notes.append(
-            "npm is not on PATH, so the web UI is not running: install Node.js 18.17+ with npm "
-            "(e.g. `apt-get install nodejs npm`, or from nodejs.org) and run `make up` again"
-        )
-    else:
+    why_not = why_no_frontend(cfg, npm)
+    if why_not is not None:
+        started.notes.append(why_not)
+    elif npm is not None:
         started.frontend_url = start_frontend(sup, cfg, npm, started.api_url)
     return started
 

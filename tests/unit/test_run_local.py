@@ -217,6 +217,18 @@ def test_build_is_redone_when_missing_or_stale(tmp_path: Path) -> None:
     assert run_local.frontend_build_needed(frontend, stamp)
 
 
+def test_the_web_ui_runs_only_when_wanted_present_and_npm_is_there(tmp_path: Path) -> None:
+    cfg = run_local.load_config({}, repo_root=tmp_path)
+    assert "no frontend/package.json" in (run_local.why_no_frontend(cfg, "/usr/bin/npm") or "")
+    _frontend(tmp_path)
+    assert run_local.why_no_frontend(cfg, "/usr/bin/npm") is None
+    missing_npm = run_local.why_no_frontend(cfg, None) or ""
+    assert "npm is not on PATH" in missing_npm
+    assert "Node.js" in missing_npm
+    off = run_local.load_config({"IMGCONV_LOCAL_FRONTEND": "0"}, repo_root=tmp_path)
+    assert "IMGCONV_LOCAL_FRONTEND=0" in (run_local.why_no_frontend(off, "/usr/bin/npm") or "")
+
+
 # ---- accounts and permissions
 
 
