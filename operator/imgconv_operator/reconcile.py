@@ -1,0 +1,393 @@
+"""One reconcile of one WorkerAutoscaler: read, decide, mark pods, scale, report.
+
+The decision itself is in scaling.py; this module is the glue between it and the world.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from imgconv_operator import metrics
+from imgconv_operator.kube import JsonObject, KubeClient, KubeError, NotFoundError
+from imgconv_operator.scaling import (
+    CounterReading,
+    Decision,
+    Direction,
+    PodLoad,
+    QueueSample,
+    Reason,
+    ScalerMemory,
+    decide,
+    decide_on_error,
+    deletion_costs,
+    estimate_rates,
+    recommend,
+)
+from imgconv_operator.sources import (
+    QueueSource,
+    RabbitMQSource,
+    RedisListSource,
+    SourceError,
+    SourceReading,
+)
+from imgconv_operator.spec import (
+    DELETION_COST_ANNOTATION,
+    AutoscalerSpec,
+    RabbitMQSourceSpec,
+    SpecError,
+    parse_spec,
+    paused_replicas,
+)
+
+log = logging.getLogger(__name__)
+
+RATE_WINDOW_SECONDS = 30.0  # rates over 30 s smooth the broker's 5 s statistics ticks
+
+EventSink = Callable[[str, str, str], None]  # (type, reason, message)
+
+
+@dataclass
+class AutoscalerRuntime:
+    """What one autoscaler keeps in memory between reconciles."""
+
+    memory: ScalerMemory = field(default_factory=ScalerMemory)
+    counters: tuple[CounterReading, ...] = ()
+    failures: int = 0
+    source: QueueSource | None = None
+    source_spec: object = None
+    conditions: dict[str, JsonObject] = field(default_factory=dict)
+    last_scale_time: str | None = None
+    original_replicas: int | None = None
+
+    async def close_source(self) -> None:
+        """Drop the source connection (it is rebuilt, with fresh credentials, next time)."""
+        if self.source is not None:
+            try:
+                await self.source.close()
+            finally:
+                self.source = None
+
+
+def _now_iso() -> str:
+    return datetime.datetime.now(datetime.UTC).replace(microsecond=0).isoformat()
+
+
+class Reconciler:
+    """Reconciles one WorkerAutoscaler per call to `run`."""
+
+    def __init__(
+        self,
+        kube: KubeClient,
+        namespace: str,
+        name: str,
+        runtime: AutoscalerRuntime,
+        emit: EventSink,
+    ) -> None:
+        self.kube = kube
+        self.namespace = namespace
+        self.name = name
+        self.runtime = runtime
+        self.emit = emit
+        self._costs_now: dict[str, str | None] = {}
+
+    # -- conditions and events ------------------------------------------------------------
+
+    def _condition(self, kind: str, status: bool, reason: str, message: str = "") -> bool:
+        """Set a condition; True when it changed (so events fire on transitions only)."""
+        value = "True" if status else "False"
+        old = self.runtime.conditions.get(kind)
+        if old and old["status"] == value and old["reason"] == reason:
+            old["message"] = message
+            return False
+        self.runtime.conditions[kind] = {
+            "type": kind,
+            "status": value,
+            "reason": reason,
+            "message": message,
+            "lastTransitionTime": _now_iso(),
+        }
+        return True
+
+    def _status(self, generation: int | None, **fields: Any) -> JsonObject:
+        status: JsonObject = {
+            "observedGeneration": generation,
+            "sourceFailures": self.runtime.failures,
+            "lastScaleTime": self.runtime.last_scale_time,
+            "originalReplicas": self.runtime.original_replicas,
+            "conditions": [
+                self.runtime.conditions[k]
+                for k in ("Ready", "Active", "Fallback", "Paused")
+                if k in self.runtime.conditions
+            ],
+        }
+        status.update(fields)
+        return status
+
+    def _not_ready(self, generation: int | None, reason: str, message: str) -> JsonObject:
+        if self._condition("Ready", False, reason, message):
+            self.emit("Warning", reason, message)
+        return self._status(generation, reason=reason)
+
+    # -- the reconcile ---------------------------------------------------------------------
+
+    async def run(
+        self,
+        raw_spec: Mapping[str, Any],
+        annotations: Mapping[str, str],
+        generation: int | None,
+        now: float,
+    ) -> tuple[JsonObject, float]:
+        """Reconcile once; return the status to write and seconds until the next run."""
+        try:
+            spec = parse_spec(raw_spec)
+        except SpecError as exc:
+            return self._not_ready(generation, "InvalidSpec", str(exc)), 30.0
+        interval = spec.poll_interval_seconds
+        try:
+            deployment = await self.kube.get_deployment(self.namespace, spec.target)
+        except NotFoundError:
+            msg = f"Deployment {spec.target!r} not found"
+            return self._not_ready(generation, "TargetNotFound", msg), interval
+        current = int((deployment.get("spec") or {}).get("replicas", 1))
+        if self.runtime.original_replicas is None:
+            self.runtime.original_replicas = current
+        metrics.CURRENT_REPLICAS.labels(self.namespace, self.name).set(current)
+
+        conflict = await self._hpa_conflict(spec.target)
+        if conflict:
+            msg = f"HorizontalPodAutoscaler {conflict!r} already scales {spec.target!r}; not acting"
+            status = self._not_ready(generation, "HPAConflict", msg)
+            status.update(currentReplicas=current, desiredReplicas=current)
+            return status, interval
+
+        paused, fixed = paused_replicas(annotations)
+        if paused:
+            return await self._paused(spec, generation, current, fixed), interval
+        self._condition("Paused", False, "NotPaused")
+
+        try:
+            sample, pods = await self._observe(spec, deployment, current, now)
+        except SourceError as exc:
+            return await self._on_source_error(spec, generation, current, str(exc)), interval
+
+        decision = decide(spec.policy, sample, current, self.runtime.memory, now)
+        self.runtime.memory = decision.memory
+        await self._apply(spec, decision, sample, pods)
+        metrics.DECISIONS.labels(
+            self.namespace, self.name, decision.direction.value, decision.reason.value
+        ).inc()
+        metrics.DESIRED_REPLICAS.labels(self.namespace, self.name).set(decision.desired)
+        if decision.desired != current:
+            metrics.CURRENT_REPLICAS.labels(self.namespace, self.name).set(decision.desired)
+
+        self._condition("Ready", True, "Reconciled", f"reading {self._source_name(spec)}")
+        self._condition("Fallback", False, "SourceHealthy")
+        active_reason = "Active" if decision.active else decision.reason.value
+        self._condition("Active", decision.active, active_reason)
+        status = self._status(
+            generation,
+            ready=sample.ready,
+            unacked=sample.unacked,
+            backlog=sample.work,
+            consumers=sample.consumers,
+            arrivalRate=_round(sample.arrival_rate),
+            drainRate=_round(sample.drain_rate),
+            busyPods=sample.busy_pods,
+            desiredReplicas=decision.desired,
+            currentReplicas=decision.desired,
+            recommendedReplicas=decision.recommendation,
+            active=decision.active,
+            reason=decision.reason.value,
+        )
+        return status, interval
+
+    async def _hpa_conflict(self, target: str) -> str | None:
+        for hpa in await self.kube.list_hpas(self.namespace):
+            ref = (hpa.get("spec") or {}).get("scaleTargetRef") or {}
+            if ref.get("kind") == "Deployment" and ref.get("name") == target:
+                return str((hpa.get("metadata") or {}).get("name"))
+        return None
+
+    async def _paused(
+        self, spec: AutoscalerSpec, generation: int | None, current: int, fixed: int | None
+    ) -> JsonObject:
+        self.runtime.memory = ScalerMemory()  # after a pause, a scale-down needs a fresh window
+        message = "paused by annotation" + (f" at {fixed} replicas" if fixed is not None else "")
+        if self._condition("Paused", True, "PausedByAnnotation", message):
+            self.emit("Normal", "Paused", message)
+        desired = current
+        if fixed is not None and fixed != current:
+            await self.kube.scale_deployment(self.namespace, spec.target, fixed)
+            self._scaled(current, fixed, Reason.PAUSED, message)
+            desired = fixed
+        self._condition("Ready", True, "Reconciled")
+        return self._status(
+            generation, desiredReplicas=desired, currentReplicas=desired, reason=Reason.PAUSED.value
+        )
+
+    async def _on_source_error(
+        self, spec: AutoscalerSpec, generation: int | None, current: int, error: str
+    ) -> JsonObject:
+        runtime = self.runtime
+        runtime.failures += 1
+        runtime.memory = ScalerMemory()  # an outage breaks the window: start it over after
+        await runtime.close_source()
+        metrics.SOURCE_ERRORS.labels(self.namespace, self.name).inc()
+        log.warning(
+            "%s/%s: source read failed (%d): %s", self.namespace, self.name, runtime.failures, error
+        )
+        in_fallback = runtime.failures >= spec.fallback.failure_threshold
+        desired = decide_on_error(
+            spec.fallback, spec.policy.max_replicas, current, runtime.failures
+        )
+        why = "SourceError" if in_fallback else "Retrying"
+        if self._condition("Fallback", in_fallback, why, error) and in_fallback:
+            self.emit(
+                "Warning",
+                "SourceError",
+                f"fallback after {runtime.failures} failed reads: {error}",
+            )
+        if desired > current:
+            await self.kube.scale_deployment(self.namespace, spec.target, desired)
+            self._scaled(current, desired, Reason.FALLBACK, error)
+        metrics.DECISIONS.labels(
+            self.namespace,
+            self.name,
+            (Direction.UP if desired > current else Direction.NONE).value,
+            Reason.FALLBACK.value,
+        ).inc()
+        metrics.DESIRED_REPLICAS.labels(self.namespace, self.name).set(desired)
+        self._condition("Ready", True, "Reconciled", "running on the fallback policy")
+        return self._status(
+            generation,
+            desiredReplicas=desired,
+            currentReplicas=desired,
+            reason=Reason.FALLBACK.value,
+        )
+
+    def _source_name(self, spec: AutoscalerSpec) -> str:
+        src = spec.source
+        if isinstance(src, RabbitMQSourceSpec):
+            return f"rabbitmq queue {src.queue!r} vhost {src.vhost!r}"
+        return f"redis list {src.list_key!r}"
+
+    async def _source(self, spec: AutoscalerSpec) -> QueueSource:
+        runtime = self.runtime
+        if runtime.source is not None and runtime.source_spec == spec.source:
+            return runtime.source
+        await runtime.close_source()
+        src = spec.source
+        try:
+            if isinstance(src, RabbitMQSourceSpec):
+                username = password = "guest"
+                if src.username is not None and src.password is not None:
+                    secret = await self.kube.read_secret(self.namespace, src.username.name)
+                    username = secret[src.username.key]
+                    password = secret[src.password.key]
+                source: QueueSource = RabbitMQSource(
+                    src.management_url, src.vhost, src.queue, username, password, src.amqp_url
+                )
+            else:
+                redis_password = None
+                if src.password is not None:
+                    secret = await self.kube.read_secret(self.namespace, src.password.name)
+                    redis_password = secret[src.password.key]
+                source = RedisListSource(src.url, src.list_key, redis_password)
+        except (KubeError, KeyError) as exc:
+            raise SourceError(f"cannot read the source's credentials Secret: {exc!r}") from exc
+        runtime.source, runtime.source_spec = source, spec.source
+        return source
+
+    async def _observe(
+        self, spec: AutoscalerSpec, deployment: JsonObject, current: int, now: float
+    ) -> tuple[QueueSample, list[PodLoad]]:
+        source = await self._source(spec)
+        reading = await source.read()
+        runtime = self.runtime
+        runtime.failures = 0
+        arrival = drain = None
+        if reading.published is not None and reading.acked is not None:
+            counters = CounterReading(now, reading.published, reading.acked)
+            runtime.counters, arrival, drain = estimate_rates(
+                runtime.counters, counters, RATE_WINDOW_SECONDS
+            )
+        metrics.QUEUE_MESSAGES.labels(self.namespace, self.name, "ready").set(reading.ready)
+        metrics.QUEUE_MESSAGES.labels(self.namespace, self.name, "unacked").set(reading.unacked)
+        sample = QueueSample(
+            ready=reading.ready,
+            unacked=reading.unacked,
+            consumers=reading.consumers,
+            arrival_rate=arrival,
+            drain_rate=drain,
+        )
+        # Pods matter only when the count may go down: who is busy, and who may go.
+        pods: list[PodLoad] = []
+        if recommend(spec.policy, sample, current)[0] < current:
+            pods = await self._pod_loads(deployment, reading)
+            busy: int | None = sum(1 for p in pods if p.in_flight is None or p.in_flight > 0)
+            if any(p.in_flight is None for p in pods):
+                busy = None
+            sample = replace(sample, busy_pods=busy)
+        return sample, pods
+
+    async def _pod_loads(self, deployment: JsonObject, reading: SourceReading) -> list[PodLoad]:
+        selector = ((deployment.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+        pods = await self.kube.list_pods(self.namespace, selector)
+        live = [p for p in pods if not (p.get("metadata") or {}).get("deletionTimestamp")]
+        by_host = reading.in_flight_by_host
+        ips = {(p.get("status") or {}).get("podIP") for p in live}
+        # In-flight work on hosts that are none of our pods (NAT, a sidecar proxy, workers
+        # outside the cluster) makes the per-pod picture unreliable: treat all as possibly busy.
+        unknown = by_host is None or any(n > 0 and h not in ips for h, n in by_host.items())
+        loads = []
+        self._costs_now = {}
+        for pod in live:
+            meta, status = pod.get("metadata") or {}, pod.get("status") or {}
+            annotations = meta.get("annotations") or {}
+            self._costs_now[str(meta.get("name"))] = annotations.get(DELETION_COST_ANNOTATION)
+            ip = status.get("podIP")
+            ready = status.get("phase") == "Running"
+            if not ip:
+                in_flight: int | None = 0  # never started: cannot hold a task
+            elif unknown or by_host is None:
+                in_flight = None
+            else:
+                in_flight = by_host.get(ip, 0)
+            loads.append(PodLoad(str(meta.get("name")), in_flight, ready))
+        return loads
+
+    async def _apply(
+        self, spec: AutoscalerSpec, decision: Decision, sample: QueueSample, pods: list[PodLoad]
+    ) -> None:
+        if decision.direction is Direction.NONE:
+            return
+        if decision.direction is Direction.DOWN:
+            await self._mark_deletion_costs(pods)
+        await self.kube.scale_deployment(self.namespace, spec.target, decision.desired)
+        detail = (
+            f"ready={sample.ready} unacked={sample.unacked}"
+            f" recommendation={decision.recommendation}"
+        )
+        self._scaled(decision.current, decision.desired, decision.reason, detail)
+
+    async def _mark_deletion_costs(self, pods: list[PodLoad]) -> None:
+        """Idle pods cheap, busy pods expensive, so the ReplicaSet removes idle ones first."""
+        for pod_name, cost in deletion_costs(pods).items():
+            if self._costs_now.get(pod_name) == str(cost):
+                continue  # already marked: every pod update is API server load
+            await self.kube.annotate_pod(
+                self.namespace, pod_name, {DELETION_COST_ANNOTATION: str(cost)}
+            )
+
+    def _scaled(self, old: int, new: int, reason: Reason, detail: str) -> None:
+        self.runtime.last_scale_time = _now_iso()
+        verb = "ScaledUp" if new > old else "ScaledDown"
+        self.emit("Normal", verb, f"{old} -> {new} ({reason.value}): {detail}")
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)

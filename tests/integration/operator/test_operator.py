@@ -1,0 +1,266 @@
+"""The operator under kopf against kmock, reading queue depth from the real RabbitMQ."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.integration.operator.conftest import (
+    AUTOSCALERS,
+    NAMESPACE,
+    WORKER_LABELS,
+    ApiServer,
+    Broker,
+    Cluster,
+    autoscaler,
+    deployment,
+    eventually,
+    rabbit_source,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.asyncio, pytest.mark.kmock(cls=ApiServer)]
+
+DEPLOYMENTS = "apps/v1/deployments"
+COST = "controller.kubernetes.io/pod-deletion-cost"
+
+
+class ReplicaSetStub:
+    """Plays the ReplicaSet controller kmock lacks: keeps pod count = replicas.
+
+    Victims are chosen the way Kubernetes ranks them among running, ready pods: lower
+    pod-deletion-cost first, then the newest first.
+    """
+
+    def __init__(self, cluster: Cluster, name: str, ips: Callable[[int], str]) -> None:
+        self.cluster, self.name, self.ips = cluster, name, ips
+        self.pods: list[str] = []
+        self.deleted: list[str] = []
+        self._created = 0
+
+    def _pod(self, index: int) -> dict[str, Any]:
+        return {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": f"{self.name}-{index}",
+                "namespace": NAMESPACE,
+                "labels": {**WORKER_LABELS, "imgconv.io/deployment": self.name},
+                "creationTimestamp": f"2026-01-01T00:00:{index:02d}Z",
+            },
+            "status": {"phase": "Running", "podIP": self.ips(index)},
+        }
+
+    def cost(self, pod: str) -> int:
+        """The pod's deletion cost annotation (0 when unset, as in Kubernetes)."""
+        meta = self.cluster.get("v1/pods", pod)["metadata"]
+        return int((meta.get("annotations") or {}).get(COST, "0"))
+
+    def sync(self) -> None:
+        """One controller pass."""
+        want = self.cluster.replicas(self.name)
+        while len(self.pods) < want:
+            pod = self._pod(self._created)
+            self._created += 1
+            self.cluster.seed("v1/pods", pod)
+            self.pods.append(pod["metadata"]["name"])
+        if len(self.pods) > want:
+            ranked = sorted(self.pods, key=lambda p: (self.cost(p), -self.pods.index(p)))
+            for victim in ranked[: len(self.pods) - want]:
+                self.cluster.mock.objects["v1/pods", NAMESPACE, victim].delete()
+                self.pods.remove(victim)
+                self.deleted.append(victim)
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[ReplicaSetStub]:
+        """Run the controller loop in the background."""
+
+        async def loop() -> None:
+            while True:
+                self.sync()
+                await asyncio.sleep(0.05)
+
+        task = asyncio.create_task(loop())
+        try:
+            yield self
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+async def test_backlog_scales_up_then_drains_idle_pods_first_and_reaches_zero(
+    cluster: Cluster, broker: Callable[[], Broker], operator: dict[str, Any]
+) -> None:
+    q = broker()
+    q.publish(7)
+    q.wait_visible(7)  # else the operator rightly sees an empty queue and scales to zero
+    cluster.seed(DEPLOYMENTS, deployment("worker", 1))
+    # The youngest pod will hold the running task (its IP is where our consumer connects
+    # from), so the ReplicaSet's default newest-first order would kill exactly that one.
+    stub = ReplicaSetStub(cluster, "worker", lambda i: "127.0.0.1" if i == 6 else f"10.0.0.{i}")
+    async with stub.running():
+        await cluster.create(
+            AUTOSCALERS, autoscaler("wa", "worker", rabbit_source(q.queue), idleReplicas=0)
+        )
+        # 7 ready, service time unknown yet: one worker per message (concurrency 1, util 1.0).
+        await eventually(lambda: cluster.replicas("worker") == 7, what="scale-up to 7")
+        await eventually(lambda: cluster.status("wa").get("backlog") == 7, what="status backlog")
+        status = cluster.status("wa")
+        assert status["desiredReplicas"] == 7
+        assert status["active"] is True
+        assert cluster.condition("wa", "Ready")["status"] == "True"
+        assert cluster.condition("wa", "Active")["status"] == "True"
+        ups = [e for e in cluster.events("wa") if e["reason"] == "ScaledUp"]
+        assert ups
+        assert ups[0]["message"].startswith("1 -> 7")
+
+        # A worker takes one task and keeps it running; the rest of the queue goes away.
+        await eventually(lambda: len(stub.pods) == 7, what="7 pods")
+        q.hold_one()
+        q.drain_ready()
+        await eventually(lambda: cluster.replicas("worker") == 1, within=30, what="drain to 1")
+        await eventually(lambda: len(stub.pods) == 1, what="ReplicaSet removed 6 pods")
+        assert stub.pods == ["worker-6"], "the busy pod must survive the scale-down"
+        assert cluster.cost("worker-6") > 0
+        assert all(cluster.cost(p) < 0 for p in stub.deleted)
+        # Costs were written before the replica count went down.
+        calls = cluster.calls()
+        first_cost = min(i for i, (m, p, _) in enumerate(calls) if m == "PATCH" and "/pods/" in p)
+        first_down = next(
+            i
+            for i, (m, p, _) in enumerate(calls)
+            if m == "PATCH" and p.endswith("/scale") and i > first_cost
+        )
+        assert first_cost < first_down
+        assert cluster.status("wa")["busyPods"] == 1
+
+        # Never below one replica while the task was in flight, then zero once it finished.
+        q.ack_held()
+        await eventually(lambda: cluster.replicas("worker") == 0, within=30, what="scale to 0")
+    counts = [d["spec"]["replicas"] for d in cluster.history(DEPLOYMENTS, "worker")]
+    assert counts.index(0) == len(counts) - 1, f"went to zero too early: {counts}"
+    downs = [e["message"] for e in cluster.events("wa") if e["reason"] == "ScaledDown"]
+    assert any(m.startswith("7 -> 1") for m in downs)
+    assert any(m.startswith("1 -> 0") for m in downs)
+
+    # The operator's own endpoints: Prometheus metrics and kopf's liveness probe.
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"http://127.0.0.1:{operator['metrics']}/metrics") as resp:
+            text = await resp.text()
+        async with session.get(f"http://127.0.0.1:{operator['liveness']}/healthz") as resp:
+            health = json.loads(await resp.text())
+    labels = f'autoscaler="wa",direction="up",namespace="{NAMESPACE}",reason="Backlog"'
+    assert f"imgconv_autoscaler_decisions_total{{{labels}}}" in text
+    assert 'imgconv_autoscaler_desired_replicas{autoscaler="wa",namespace="imgconv"} 0.0' in text
+    assert "imgconv_autoscaler_reconcile_duration_seconds_count" in text
+    assert health["autoscalers"] == 1
+
+
+async def test_unreachable_broker_falls_back_and_never_scales_down(
+    cluster: Cluster, operator: dict[str, Any]
+) -> None:
+    cluster.seed(DEPLOYMENTS, deployment("hold", 5))
+    cluster.seed(DEPLOYMENTS, deployment("fixed", 1))
+    nowhere = rabbit_source("conversions", management_url="http://127.0.0.1:9")  # refused
+    common = {"minReplicas": 0, "idleReplicas": 0, "scaleDown": {"stabilizationWindowSeconds": 0}}
+    await cluster.create(
+        AUTOSCALERS,
+        autoscaler("hold", "hold", nowhere, fallback={"failureThreshold": 2}, **common),
+    )
+    await cluster.create(
+        AUTOSCALERS,
+        autoscaler(
+            "fixed", "fixed", nowhere, fallback={"failureThreshold": 2, "replicas": 3}, **common
+        ),
+    )
+    await eventually(lambda: cluster.replicas("fixed") == 3, what="fallback count applied")
+    await eventually(
+        lambda: cluster.condition("hold", "Fallback").get("status") == "True", what="Fallback"
+    )
+    await eventually(lambda: cluster.status("hold").get("sourceFailures", 0) >= 4, what="retries")
+    assert cluster.replicas("hold") == 5
+    assert {d["spec"]["replicas"] for d in cluster.history(DEPLOYMENTS, "hold")} == {5}
+    warnings = [e for e in cluster.events("hold") if e["type"] == "Warning"]
+    assert [e["reason"] for e in warnings] == ["SourceError"]  # once, on the transition
+
+
+async def test_hpa_conflict_is_refused_and_pause_annotations_are_respected(
+    cluster: Cluster, broker: Callable[[], Broker], operator: dict[str, Any]
+) -> None:
+    q = broker()
+    q.publish(6)
+    q.wait_visible(6)
+    for name in ("contested", "pinned", "frozen"):
+        cluster.seed(DEPLOYMENTS, deployment(name, 1))
+    cluster.seed(
+        "autoscaling/v2/horizontalpodautoscalers",
+        {
+            "apiVersion": "autoscaling/v2",
+            "kind": "HorizontalPodAutoscaler",
+            "metadata": {"name": "legacy-hpa", "namespace": NAMESPACE},
+            "spec": {
+                "scaleTargetRef": {
+                    "apiVersion": "apps/v1",
+                    "kind": "Deployment",
+                    "name": "contested",
+                },
+                "minReplicas": 1,
+                "maxReplicas": 3,
+            },
+        },
+    )
+    src = rabbit_source(q.queue)
+    await cluster.create(AUTOSCALERS, autoscaler("contested", "contested", src))
+    await cluster.create(
+        AUTOSCALERS,
+        autoscaler("pinned", "pinned", src, annotations={"imgconv.io/paused-replicas": "2"}),
+    )
+    await cluster.create(
+        AUTOSCALERS, autoscaler("frozen", "frozen", src, annotations={"imgconv.io/paused": "true"})
+    )
+    await eventually(lambda: cluster.replicas("pinned") == 2, what="paused-replicas applied")
+    await eventually(
+        lambda: cluster.condition("contested", "Ready").get("reason") == "HPAConflict",
+        what="HPA conflict condition",
+    )
+    await eventually(
+        lambda: cluster.condition("frozen", "Paused").get("status") == "True", what="paused"
+    )
+    # Give the operator time to (wrongly) act on the 6 messages.
+    await asyncio.sleep(6)
+    assert cluster.replicas("contested") == 1
+    assert cluster.replicas("frozen") == 1
+    assert cluster.replicas("pinned") == 2
+    assert cluster.condition("contested", "Ready")["status"] == "False"
+    assert "legacy-hpa" in cluster.condition("contested", "Ready")["message"]
+    assert [e["reason"] for e in cluster.events("contested")] == ["HPAConflict"]
+    scale_patches = [p for m, p, _ in cluster.calls() if m == "PATCH" and p.endswith("/scale")]
+    assert all("/deployments/pinned/" in p for p in scale_patches)
+
+
+async def test_live_amqp_count_and_restore_on_delete(
+    cluster: Cluster, broker: Callable[[], Broker], operator: dict[str, Any]
+) -> None:
+    q = broker()
+    q.publish(3)
+    cluster.seed(DEPLOYMENTS, deployment("worker", 1))
+    source = rabbit_source(q.queue, amqpUrl="amqp://127.0.0.1:5672")
+    await cluster.create(
+        AUTOSCALERS,
+        autoscaler("wa", "worker", source, restoreReplicasOnDelete=True, maxReplicas=5),
+    )
+    await eventually(lambda: cluster.replicas("worker") == 3, what="scale-up to 3")
+    q.publish(10)
+    await eventually(lambda: cluster.replicas("worker") == 5, what="capped at maxReplicas")
+    assert cluster.status("wa")["originalReplicas"] == 1
+    await cluster.delete(AUTOSCALERS, "wa")
+    await eventually(lambda: cluster.replicas("worker") == 1, what="restored to 1")
+    await eventually(
+        lambda: "Restored" in [e["reason"] for e in cluster.events("wa")], what="Restored event"
+    )
