@@ -14,6 +14,7 @@ from PIL import ExifTags, Image, ImageCms, ImageSequence
 from imgconv_core.errors import (
     ConversionFailed,
     ImageDecodeError,
+    ImageTooLarge,
     InvalidRequest,
     UnsupportedFormat,
 )
@@ -364,41 +365,78 @@ def _decode_error(fmt: str, exc: BaseException) -> ImageDecodeError:
     )
 
 
+def _stored_target(
+    stored: tuple[int, int], orientation: int, options: ConversionOptions
+) -> tuple[int, int]:
+    """Output size in stored orientation: resizing happens before transposing (fewer pixels)."""
+    swaps = orientation in _SWAPS_AXES
+    width, height = (stored[1], stored[0]) if swaps else stored
+    out_w, out_h = fit_within(width, height, options.max_width, options.max_height)
+    return (out_h, out_w) if swaps else (out_w, out_h)
+
+
+def _pad(im: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """Place a frame at the top left of a transparent canvas of the given size."""
+    canvas = Image.new("RGBA", size, (0, 0, 0, 0))
+    canvas.paste(im.convert("RGBA"), (0, 0))
+    return canvas
+
+
 def _frame_pixels(
     source: Image.Image,
     info: ImageInfo,
     options: ConversionOptions,
+    limits: ImageLimits,
     *,
     all_frames: bool,
 ) -> tuple[list[Image.Image], list[int], Image.Exif | None, bytes | None]:
     """Decode, orient, resize and convert the kept frames; also returns durations, EXIF, ICC."""
     orientation = exif_orientation(source)
-    out_w, out_h = fit_within(info.width, info.height, options.max_width, options.max_height)
-    # Resizing happens before transposing (fewer pixels to rotate), so in stored orientation.
-    stored_size = (out_h, out_w) if orientation in _SWAPS_AXES else (out_w, out_h)
-    icc = source.info.get("icc_profile") or None
+    # The canvas in stored orientation (inspection reported it as displayed).
+    swapped = orientation in _SWAPS_AXES
+    canvas = (info.height, info.width) if swapped else (info.width, info.height)
     box: tuple[float, float, float, float] | None = None
-    if info.format == "jpeg" and stored_size != source.size:
-        # Let libjpeg decode at 1/2, 1/4 or 1/8 scale (never below the target size), then
-        # finish with a high-quality resample; `box` maps the draft back to the full image.
-        drafted = source.draft(None, stored_size)
-        if drafted is not None:
-            box = drafted[1]
+    if info.format == "jpeg":
+        wanted = _stored_target(canvas, orientation, options)
+        if wanted != source.size:
+            # Let libjpeg decode at 1/2, 1/4 or 1/8 scale (never below the target size), then
+            # finish with a high-quality resample; `box` maps the draft onto the full image.
+            drafted = source.draft(None, wanted)
+            if drafted is not None:
+                box = drafted[1]
+    icc = source.info.get("icc_profile") or None
 
     frames: list[Image.Image] = []
     durations: list[int] = []
     exif: Image.Exif | None = None
     icc_out: bytes | None = None
+    budget = limits.max_pixels
     iterator = ImageSequence.Iterator(source) if all_frames else [source]
     for index, frame in enumerate(iterator):
+        # Defence in depth: the header check already bounded this, frame by frame.
+        budget -= frame.width * frame.height
+        if budget < 0:
+            raise ImageTooLarge(
+                f"The decoded frames exceed the limit of {limits.max_pixels:,} pixels.",
+                details={"max_pixels": limits.max_pixels},
+            )
         frame.load()
-        if index == 0 and not options.strip_metadata:
-            exif = _normalised_exif(frame)
+        if index == 0:
+            if orientation == 1 and info.format == "png":
+                # A PNG eXIf chunk after the pixel data is only read with the pixels.
+                orientation = exif_orientation(frame)
+            if not options.strip_metadata:
+                exif = _normalised_exif(frame)
         durations.append(int(frame.info.get("duration") or 0))
         im: Image.Image = frame
-        if stored_size != im.size or box is not None:
+        if info.format == "gif" and im.size != canvas:
+            im = _pad(im, canvas)  # a frame that grew the GIF's logical screen
+        # Pages of a TIFF may each have their own size; everything else fills the canvas.
+        page = canvas if box is not None or info.format != "tiff" else im.size
+        wanted = _stored_target(page, orientation, options)
+        if wanted != im.size or box is not None:
             im = _prepare_for_resize(im)
-            im = im.resize(stored_size, Image.Resampling.LANCZOS, box=box)
+            im = im.resize(wanted, Image.Resampling.LANCZOS, box=box)
         if orientation != 1:
             im = im.transpose(_TRANSPOSE[orientation])
         im, frame_icc = _to_target_mode(im, options.target, icc)
@@ -485,7 +523,7 @@ def convert_image(data: bytes, options: ConversionOptions, limits: ImageLimits) 
         loop = source.info.get("loop")  # read before seeking: later frames may not carry it
         try:
             frames, durations, exif, icc = _frame_pixels(
-                source, info, options, all_frames=keep_frames
+                source, info, options, limits, all_frames=keep_frames
             )
         except Image.DecompressionBombError as exc:
             raise ConversionFailed(f"Pillow refused the image: {exc}") from None

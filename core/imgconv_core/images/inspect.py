@@ -20,6 +20,7 @@ from imgconv_core.errors import (
     UnsupportedSourceFormat,
 )
 from imgconv_core.images.formats import MIME_TYPES, PILLOW_FORMATS, SOURCE_FORMATS
+from imgconv_core.images.gifscan import scan_gif
 from imgconv_core.images.sniff import sniff_format, sniff_unsupported
 
 if TYPE_CHECKING:
@@ -91,9 +92,10 @@ def exif_orientation(im: Image.Image) -> int:
 
 def count_frames(im: Image.Image, fmt: str) -> int:
     """Return the number of frames we would convert."""
-    if fmt == "heic":
-        # Extra top-level HEIF images (bursts, depth maps) are not an animation; we
-        # convert the primary image only.
+    if fmt in ("heic", "jpeg"):
+        # Extra HEIF top-level images (bursts, depth maps) and the extra pictures of an
+        # MPO JPEG (phones' depth or gain maps, stereo pairs) are not animation frames:
+        # we convert the primary image only.
         return 1
     n_frames = getattr(im, "n_frames", 1)
     return n_frames if isinstance(n_frames, int) and n_frames > 0 else 1
@@ -124,42 +126,59 @@ def open_image(data: bytes, limits: ImageLimits) -> tuple[Image.Image, ImageInfo
             "its header cannot be read."
         ) from None
     try:
-        info = _check(im, fmt, limits)
+        info = _check(im, fmt, data, limits)
     except BaseException:
         im.close()
         raise
     return im, info
 
 
-def _check(im: Image.Image, fmt: str, limits: ImageLimits) -> ImageInfo:
+def _too_large(pixels: int, what: str, limits: ImageLimits) -> ImageTooLarge:
+    return ImageTooLarge(
+        f"The image has {pixels:,} pixels ({what}); the limit is {limits.max_pixels:,}.",
+        details={"pixels": pixels, "max_pixels": limits.max_pixels},
+    )
+
+
+def _tiff_pixels(im: Image.Image, frames: int, limits: ImageLimits) -> int:
+    # TIFF pages each have their own size; seeking reads only the page's directory.
+    total = 0
+    for page in range(frames):
+        im.seek(page)
+        total += im.width * im.height
+        if total > limits.max_pixels:
+            break
+    im.seek(0)
+    return total
+
+
+def _check(im: Image.Image, fmt: str, data: bytes, limits: ImageLimits) -> ImageInfo:
     width, height = im.size
+    frames: int | None = None
+    if fmt == "gif" and (geometry := scan_gif(data)) is not None:
+        width, height = max(width, geometry.width), max(height, geometry.height)
+        frames = geometry.frames
     if width <= 0 or height <= 0:
         raise NotAnImage("The image has no pixels (zero width or height).")
     pixels = width * height
     # Checked before counting frames: counting can mean walking the whole file.
     if pixels > limits.max_pixels:
-        raise ImageTooLarge(
-            f"The image has {pixels:,} pixels ({width} x {height}); "
-            f"the limit is {limits.max_pixels:,}.",
-            details={"pixels": pixels, "max_pixels": limits.max_pixels},
-        )
+        raise _too_large(pixels, f"{width} x {height}", limits)
     try:
-        frames = count_frames(im, fmt)
+        if frames is None:
+            frames = count_frames(im, fmt)
+        if frames > limits.max_frames:
+            raise TooManyFrames(
+                f"The image has {frames} frames; the limit is {limits.max_frames}.",
+                details={"frames": frames, "max_frames": limits.max_frames},
+            )
+        total = _tiff_pixels(im, frames, limits) if fmt == "tiff" else frames * pixels
     except PILLOW_ERRORS:
         raise ImageDecodeError(
             f"The {fmt.upper()} image is truncated or corrupt: its frames cannot be read."
         ) from None
-    if frames > limits.max_frames:
-        raise TooManyFrames(
-            f"The image has {frames} frames; the limit is {limits.max_frames}.",
-            details={"frames": frames, "max_frames": limits.max_frames},
-        )
-    if frames * pixels > limits.max_pixels:
-        raise ImageTooLarge(
-            f"The animation has {frames * pixels:,} pixels ({frames} frames of "
-            f"{width} x {height}); the limit is {limits.max_pixels:,}.",
-            details={"pixels": frames * pixels, "max_pixels": limits.max_pixels},
-        )
+    if total > limits.max_pixels:
+        raise _too_large(total, f"{frames} frames", limits)
     if exif_orientation(im) in _SWAPS_AXES:
         width, height = height, width
     return ImageInfo(

@@ -170,3 +170,45 @@ def grey_at(im: Image.Image, xy: tuple[int, int]) -> int:
     value = im.getpixel(xy)
     assert isinstance(value, (int, float))
     return int(value)
+
+
+def png_chunk(kind: bytes, body: bytes) -> bytes:
+    """One PNG chunk with its length and CRC."""
+    crc = zlib.crc32(kind + body) & 0xFFFFFFFF
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
+
+
+def png_with_late_exif(im: Image.Image, exif: Image.Exif) -> bytes:
+    """A PNG whose eXIf chunk comes after the image data (allowed by the spec)."""
+    data = encode(im, "PNG")
+    iend = data.rindex(b"IEND") - 4
+    return data[:iend] + png_chunk(b"eXIf", exif.tobytes()[6:]) + data[iend:]
+
+
+def gif_with_frame_extent(screen: tuple[int, int], frames: list[tuple[int, int]]) -> bytes:
+    """A GIF whose image descriptors claim the given sizes (pixel data is a stub)."""
+    out = b"GIF89a" + struct.pack("<HHBBB", *screen, 0x80, 0, 0) + b"\x00\x00\x00\xff\xff\xff"
+    for width, height in frames:
+        out += b"!\xf9\x04\x08\x0a\x00\x00\x00"  # graphic control: dispose to background
+        out += b"," + struct.pack("<HHHHB", 0, 0, width, height, 0)
+        out += b"\x02\x02\x4c\x01\x00"  # LZW minimum code size 2, one tiny sub-block
+    return out + b";"
+
+
+def gif_from_frames(screen: tuple[int, int], frames: list[Image.Image]) -> bytes:
+    """An animated GIF with the given logical screen; frames may extend past it."""
+    out = b"GIF89a" + struct.pack("<HHBBB", *screen, 0, 0, 0)
+    for frame in frames:
+        single = encode(frame.convert("P", palette=Image.Palette.ADAPTIVE), "GIF")
+        flags = single[10]
+        table = single[13 : 13 + (3 << ((flags & 7) + 1))] if flags & 0x80 else b""
+        pos = 13 + len(table)
+        while single[pos] == 0x21:  # skip extensions before the image descriptor
+            pos += 2
+            while single[pos]:
+                pos += single[pos] + 1
+            pos += 1
+        assert single[pos] == 0x2C
+        descriptor = single[pos : pos + 9] + bytes([0x80 | (flags & 7)])
+        out += b"!\xf9\x04\x00\x0a\x00\x00\x00" + descriptor + table + single[pos + 10 : -1]
+    return out + b";"

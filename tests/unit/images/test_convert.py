@@ -27,9 +27,11 @@ from .factories import (
     encode,
     encode_animation,
     exif_with,
+    gif_from_frames,
     grey_at,
     half_transparent,
     palette_with_transparency,
+    png_with_late_exif,
     quadrant_colours,
     quadrants,
     rgb_at,
@@ -474,3 +476,36 @@ def test_tiff_source_keeping_metadata_writes_valid_files(mode: str, target: Imag
     assert out.size == (15, 10)
     if target in EXIF_TARGETS:
         assert out.getexif().get(0x010F) == "Cam"
+
+
+def test_png_orientation_from_an_exif_chunk_after_the_pixels() -> None:
+    stored = quadrants(80, 60).transpose(Image.Transpose.ROTATE_90)
+    data = png_with_late_exif(stored, exif_with(orientation=6))
+    out = convert(data, ImageFormat.PNG)
+    assert out.size == (80, 60)
+    got = quadrant_colours(out)
+    assert all(close(g, e) for g, e in zip(got, EXPECTED_QUADRANTS, strict=True)), got
+
+
+def test_tiff_pages_keep_their_own_sizes() -> None:
+    first, second = quadrants(80, 60), quadrants(40, 100)
+    data = encode(first, "TIFF", save_all=True, append_images=[second])
+    out = convert(data, ImageFormat.TIFF, max_height=50)
+    sizes = []
+    for page in ImageSequence.Iterator(out):
+        sizes.append(page.size)
+    assert sizes == [(67, 50), (20, 50)]
+
+
+def test_gif_frame_that_grows_the_canvas_is_not_stretched() -> None:
+    # Frame 0 is 20 x 20 on a 20 x 20 screen; frame 1 extends the canvas to 40 x 20.
+    frame0 = Image.new("RGB", (20, 20), RED)
+    frame1 = Image.new("RGB", (40, 20), BLUE)
+    data = gif_from_frames((20, 20), [frame0, frame1])
+    out = convert(data, ImageFormat.PNG)
+    assert out.size == (40, 20)
+    assert getattr(out, "n_frames", 1) == 2
+    assert close(rgb_at(out, (5, 5), "RGBA"), (*RED, 255))
+    assert rgb_at(out, (30, 5), "RGBA")[3] == 0  # padding, not a stretched red frame
+    out.seek(1)
+    assert close(rgb_at(out, (30, 5), "RGBA"), (*BLUE, 255))

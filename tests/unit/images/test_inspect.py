@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import warnings
+from io import BytesIO
 
 import pytest
 from imgconv_core.errors import (
@@ -22,6 +23,7 @@ from .factories import (
     encode,
     encode_animation,
     exif_with,
+    gif_with_frame_extent,
     png_header_only,
     quadrants,
 )
@@ -168,3 +170,40 @@ def test_limits_from_settings() -> None:
 
 def test_pillow_guard_is_disabled_process_wide() -> None:
     assert Image.MAX_IMAGE_PIXELS is None
+
+
+def test_gif_frames_beyond_the_logical_screen_count_toward_the_limit() -> None:
+    # A 1 x 1 screen whose frame claims 60000 x 60000: Pillow would grow the canvas and
+    # allocate it while seeking, so the header check must see the frame's extent.
+    bomb = gif_with_frame_extent((1, 1), [(60_000, 60_000)])
+    with pytest.raises(ImageTooLarge):
+        inspect_image(bomb, LIMITS)
+    later_bomb = gif_with_frame_extent((10, 10), [(10, 10), (60_000, 60_000)])
+    with pytest.raises(ImageTooLarge):
+        inspect_image(later_bomb, LIMITS)
+    with pytest.raises(ImageTooLarge):
+        convert_image(later_bomb, ConversionOptions(target=ImageFormat.WEBP), LIMITS)
+
+
+def test_gif_canvas_grown_by_a_frame_is_reported() -> None:
+    info = inspect_image(gif_with_frame_extent((10, 10), [(10, 10), (30, 20)]), LIMITS)
+    assert (info.width, info.height, info.frames) == (30, 20, 2)
+
+
+def test_tiff_pages_are_limited_by_their_own_sizes() -> None:
+    small, big = Image.new("L", (10, 10)), Image.new("L", (300, 300))
+    data = encode(small, "TIFF", save_all=True, append_images=[big])
+    info = inspect_image(data, ImageLimits(max_pixels=100 + 90_000, max_frames=10))
+    assert info.frames == 2
+    with pytest.raises(ImageTooLarge):
+        inspect_image(data, ImageLimits(max_pixels=100 + 90_000 - 1, max_frames=10))
+
+
+def test_mpo_jpeg_is_one_picture() -> None:
+    # Phones store depth or gain maps as extra MPO pictures: not animation frames.
+    first, second = quadrants(64, 48), Image.new("RGB", (32, 24), (9, 9, 9))
+    data = encode(first, "MPO", save_all=True, append_images=[second])
+    info = inspect_image(data, LIMITS)
+    assert (info.format, info.frames, info.width) == ("jpeg", 1, 64)
+    result = convert_image(data, ConversionOptions(target=ImageFormat.WEBP), LIMITS)
+    assert getattr(Image.open(BytesIO(result.data)), "n_frames", 1) == 1
