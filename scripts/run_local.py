@@ -697,13 +697,22 @@ def ensure_database(port: int, name: str = PG_DATABASE) -> bool:
 
 
 def process_name(pid: int) -> str | None:
-    """The command name of a live process, or None if there is none with that pid."""
+    """The command name of a live process, None if there is none, "?" if it cannot be told."""
     try:
         return Path(f"/proc/{pid}/comm").read_text().strip()
     except FileNotFoundError:
-        return None
+        if Path("/proc/self").exists():
+            return None
     except OSError:
-        return "?"
+        pass
+    # No /proc (not Linux): only whether the pid exists can be told.
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass
+    return "?"
 
 
 def clear_stale_postmaster_pid(pgdata: Path) -> bool:

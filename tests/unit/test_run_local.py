@@ -301,6 +301,25 @@ def test_a_tree_closed_by_a_strict_umask_is_opened_for_reading_and_running(
     assert run_local.open_tree_for_others(tree) == 0
 
 
+def test_process_names_tell_a_live_process_from_a_gone_one() -> None:
+    sleeper = subprocess.Popen(["sleep", "30"])
+    try:
+        assert run_local.process_name(sleeper.pid) == "sleep"
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert run_local.process_name(sleeper.pid) is None
+
+
+def test_a_postmaster_pid_of_a_gone_process_is_removed(tmp_path: Path) -> None:
+    finished = subprocess.Popen(["true"])
+    finished.wait()
+    (tmp_path / "postmaster.pid").write_text(f"{finished.pid}\n{tmp_path}\n")
+    assert run_local.clear_stale_postmaster_pid(tmp_path)
+    assert not (tmp_path / "postmaster.pid").exists()
+    assert not run_local.clear_stale_postmaster_pid(tmp_path)
+
+
 # ---- supervision, with real processes
 
 
