@@ -304,6 +304,9 @@ def test_a_tree_closed_by_a_strict_umask_is_opened_for_reading_and_running(
 def test_process_names_tell_a_live_process_from_a_gone_one() -> None:
     sleeper = subprocess.Popen(["sleep", "30"])
     try:
+        deadline = time.monotonic() + 5  # Popen may return just before the exec
+        while run_local.process_name(sleeper.pid) != "sleep" and time.monotonic() < deadline:
+            time.sleep(0.01)
         assert run_local.process_name(sleeper.pid) == "sleep"
     finally:
         sleeper.kill()
