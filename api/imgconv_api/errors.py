@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -26,6 +27,13 @@ _HTTP_CODES = {
     429: "rate_limited",
     503: "service_unavailable",
 }
+
+
+def error_body(code: str, message: str, details: Any = None) -> bytes:
+    """The JSON error body, serialized (for raw ASGI responses)."""
+    return json.dumps(
+        {"error": {"code": code, "message": message, "details": details}}, separators=(",", ":")
+    ).encode()
 
 
 def error_response(

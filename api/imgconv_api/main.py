@@ -13,6 +13,7 @@ from imgconv_core.settings import Settings, get_settings
 
 from imgconv_api.errors import install_error_handlers
 from imgconv_api.metrics import MetricsMiddleware
+from imgconv_api.polling import PollFastPath
 from imgconv_api.routes import health, jobs, stats, tokens
 from imgconv_api.state import AppState
 
@@ -51,4 +52,6 @@ def create_app(settings: Settings | None = None, *, run_sweeper: bool = True) ->
             expose_headers=["ETag", "Location", "Retry-After"],
         )
     app.add_middleware(MetricsMiddleware)
+    # Outermost, so polls skip every other layer (it keeps its own metrics and error shape).
+    app.add_middleware(PollFastPath, get_state=lambda: app.state.imgconv)
     return app

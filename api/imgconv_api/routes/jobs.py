@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import time
 import urllib.parse
 import uuid
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Query, Request, Response
-from imgconv_core import status_cache
 from imgconv_core.db import job_store
 from imgconv_core.db.models import Job
 from imgconv_core.db.session import transaction
@@ -23,14 +19,13 @@ from imgconv_core.errors import (
 from imgconv_core.images.formats import EXTENSIONS
 from imgconv_core.images.inspect import ImageLimits
 from imgconv_core.jobs import JobStatus, JobView
-from imgconv_core.status_cache import CachedJob
 from imgconv_core.storage import blob_key
 from imgconv_core.uploads import parse_conversion_request, prepare_jobs, upload_fingerprint
-from redis.exceptions import RedisError
 from starlette.concurrency import run_in_threadpool
 
 from imgconv_api import metrics
-from imgconv_api.deps import ClientId, StateDep, client_id_of
+from imgconv_api.deps import ClientId, StateDep
+from imgconv_api.polling import answer_poll
 from imgconv_api.schemas import ERROR_RESPONSES, JobPage, JobsCreated
 from imgconv_api.state import AppState
 from imgconv_api.uploads import parse_upload
@@ -152,37 +147,6 @@ async def create_jobs(
     return JobsCreated(jobs=[job_store.job_view(job) for job in jobs])
 
 
-async def _read_status(state: AppState, job_id: uuid.UUID) -> CachedJob | None:
-    """The job's cached status; on a miss or with Redis down, Postgres answers (and refills)."""
-    try:
-        raw = await state.redis_async.get(status_cache.job_key(job_id))
-    except (RedisError, OSError):
-        return await run_in_threadpool(_status_from_db, state, job_id, False)
-    if raw is None:
-        return await run_in_threadpool(_status_from_db, state, job_id, True)
-    return status_cache.decode_entry(raw if isinstance(raw, bytes) else raw.encode())
-
-
-def _status_from_db(state: AppState, job_id: uuid.UUID, refill: bool) -> CachedJob | None:
-    with state.sessions() as tx:
-        job = job_store.get_job(tx, job_id)
-    if job is None:
-        if refill:
-            # Remember the miss briefly: unknown ids must not cost a query each time.
-            with contextlib.suppress(RedisError):
-                state.redis_sync.set(
-                    status_cache.job_key(job_id),
-                    status_cache.UNKNOWN,
-                    ex=state.settings.unknown_job_cache_seconds,
-                    nx=True,
-                )
-        return None
-    view = job_store.job_view(job)
-    if refill:
-        state.cache_job(job)
-    return status_cache.decode_entry(status_cache.encode_entry(job.client_id, view, job.version))
-
-
 @router.get(
     "/jobs/{job_id}",
     response_model=JobView,
@@ -195,49 +159,21 @@ async def get_job(
     wait: Annotated[float, Query(ge=0, le=30, description="long poll: seconds to wait")] = 0,
 ) -> Response:
     """A job's status. With `If-None-Match` it answers 304 while unchanged; with `wait` it
-    answers as soon as the job changes, or after `wait` seconds."""
-    client_id = client_id_of(request, state)
-    uid = _parse_id(job_id)
-    owner = client_id.hex
-    entry = await _read_status(state, uid)
-    if entry is None or entry.owner != owner:
-        raise JobNotFound("no such job")
-    if_none_match = request.headers.get("if-none-match")
-    wait = min(wait, state.settings.long_poll_max_seconds)
-    if wait > 0 and not entry.terminal and if_none_match in (None, entry.etag):
-        entry = await _wait_for_change(state, uid, entry, wait)
-        if entry is None or entry.owner != owner:
-            raise JobNotFound("no such job")
-    headers = {"ETag": entry.etag, "Cache-Control": "private, no-cache"}
-    if not entry.terminal:
-        headers["Retry-After"] = str(state.settings.poll_retry_after_seconds)
-    if if_none_match == entry.etag:
-        return Response(status_code=304, headers=headers)
-    return Response(entry.body, media_type=JSON, headers=headers)
-
-
-async def _wait_for_change(
-    state: AppState, job_id: uuid.UUID, baseline: CachedJob, wait: float
-) -> CachedJob | None:
-    deadline = time.monotonic() + wait
-    key = str(job_id)
-    entry: CachedJob | None = baseline
-    while True:
-        with state.events.subscribe(key) as changed:
-            # Re-read after subscribing, so a change in between is not missed.
-            entry = await _read_status(state, job_id)
-            if entry is None or entry.etag != baseline.etag:
-                return entry
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return entry
-            # Without pub/sub (Redis down) fall back to re-reading twice a second.
-            timeout = remaining if state.events.healthy else min(remaining, 0.5)
-            try:
-                await asyncio.wait_for(changed.wait(), timeout)
-            except TimeoutError:
-                if state.events.healthy:
-                    return entry
+    answers as soon as the job changes, or after `wait` seconds. (Served by the poll fast path;
+    this route documents it and handles what the fast path leaves to FastAPI.)"""
+    answer = await answer_poll(
+        state,
+        request.headers.get("authorization"),
+        job_id,
+        wait,
+        request.headers.get("if-none-match"),
+    )
+    return Response(
+        answer.body,
+        status_code=answer.status,
+        headers=answer.headers,
+        media_type=JSON if answer.body else None,
+    )
 
 
 @router.get("/jobs", response_model=JobPage, responses=ERROR_RESPONSES)

@@ -1,0 +1,196 @@
+"""Job status polls: the hottest path of the API (ETag/304, long polls, Redis first).
+
+`answer_poll` is the logic; `PollFastPath` serves `GET /api/v1/jobs/{uuid}` straight from ASGI,
+skipping FastAPI's routing and dependency machinery, which cost more than the Redis GET itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import parse_qsl
+
+from imgconv_core import status_cache
+from imgconv_core.db import job_store
+from imgconv_core.errors import ImgconvError, JobNotFound, Unauthorized
+from imgconv_core.jobs import API_PREFIX
+from imgconv_core.status_cache import CachedJob
+from imgconv_core.tokens import verify_token
+from redis.exceptions import RedisError
+from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from imgconv_api import metrics
+from imgconv_api.errors import error_body
+from imgconv_api.state import AppState
+
+MAX_WAIT = 30.0
+
+
+@dataclass(frozen=True)
+class PollAnswer:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+def client_of(state: AppState, authorization: str | None) -> uuid.UUID:
+    """The client id of an `Authorization: Bearer` header, or Unauthorized."""
+    if not authorization:
+        raise Unauthorized("send 'Authorization: Bearer <token>' (from POST /api/v1/tokens)")
+    scheme, _, token = authorization.partition(" ")
+    client_id = verify_token(state.secret, token.strip()) if scheme.lower() == "bearer" else None
+    if client_id is None:
+        raise Unauthorized("the bearer token is not valid")
+    return client_id
+
+
+async def read_status(state: AppState, job_id: uuid.UUID) -> CachedJob | None:
+    """The job's cached status; on a miss or with Redis down, Postgres answers (and refills)."""
+    try:
+        raw = await state.redis_async.get(status_cache.job_key(job_id))
+    except (RedisError, OSError):
+        return await run_in_threadpool(_status_from_db, state, job_id, False)
+    if raw is None:
+        return await run_in_threadpool(_status_from_db, state, job_id, True)
+    return status_cache.decode_entry(raw if isinstance(raw, bytes) else raw.encode())
+
+
+def _status_from_db(state: AppState, job_id: uuid.UUID, refill: bool) -> CachedJob | None:
+    with state.sessions() as tx:
+        job = job_store.get_job(tx, job_id)
+    if job is None:
+        if refill:
+            # Remember the miss briefly: unknown ids must not cost a query each time.
+            with contextlib.suppress(RedisError):
+                state.redis_sync.set(
+                    status_cache.job_key(job_id),
+                    status_cache.UNKNOWN,
+                    ex=state.settings.unknown_job_cache_seconds,
+                    nx=True,
+                )
+        return None
+    if refill:
+        state.cache_job(job)
+    view = job_store.job_view(job)
+    return status_cache.decode_entry(status_cache.encode_entry(job.client_id, view, job.version))
+
+
+async def _wait_for_change(
+    state: AppState, job_id: uuid.UUID, baseline: CachedJob, wait: float
+) -> CachedJob | None:
+    deadline = time.monotonic() + wait
+    key = str(job_id)
+    while True:
+        with state.events.subscribe(key) as changed:
+            # Re-read after subscribing, so a change in between is not missed.
+            entry = await read_status(state, job_id)
+            if entry is None or entry.etag != baseline.etag:
+                return entry
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return entry
+            # Without pub/sub (Redis down) fall back to re-reading twice a second.
+            timeout = remaining if state.events.healthy else min(remaining, 0.5)
+            try:
+                await asyncio.wait_for(changed.wait(), timeout)
+            except TimeoutError:
+                if state.events.healthy:
+                    return entry
+
+
+async def answer_poll(
+    state: AppState,
+    authorization: str | None,
+    raw_job_id: str,
+    wait: float,
+    if_none_match: str | None,
+) -> PollAnswer:
+    """The answer to `GET /api/v1/jobs/{id}` (raises domain errors for 401/404)."""
+    owner = client_of(state, authorization).hex
+    try:
+        job_id = uuid.UUID(raw_job_id)
+    except ValueError:
+        raise JobNotFound("no such job") from None
+    entry = await read_status(state, job_id)
+    if entry is None or entry.owner != owner:
+        raise JobNotFound("no such job")
+    wait = min(wait, state.settings.long_poll_max_seconds)
+    if wait > 0 and not entry.terminal and if_none_match in (None, entry.etag):
+        entry = await _wait_for_change(state, job_id, entry, wait)
+        if entry is None or entry.owner != owner:
+            raise JobNotFound("no such job")
+    headers = {"etag": entry.etag, "cache-control": "private, no-cache"}
+    if not entry.terminal:
+        headers["retry-after"] = str(state.settings.poll_retry_after_seconds)
+    if if_none_match == entry.etag:
+        return PollAnswer(304, headers, b"")
+    return PollAnswer(200, headers, entry.body)
+
+
+POLL_ROUTE = f"{API_PREFIX}/jobs/{{job_id}}"
+_PREFIX = f"{API_PREFIX}/jobs/"
+_UUID_LENGTH = 36
+
+
+class PollFastPath:
+    """Serves well-formed job polls directly; anything unusual falls through to FastAPI."""
+
+    def __init__(self, app: ASGIApp, get_state: Callable[[], AppState]) -> None:
+        self.app = app
+        self.get_state = get_state
+        self.requests = {
+            status: metrics.REQUESTS.labels("GET", POLL_ROUTE, str(status))
+            for status in (200, 304, 401, 404, 500)
+        }
+        self.latency = metrics.LATENCY.labels("GET", POLL_ROUTE)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope.get("path", "")
+        if (
+            scope["type"] != "http"
+            or scope["method"] != "GET"
+            or not path.startswith(_PREFIX)
+            or len(path) != len(_PREFIX) + _UUID_LENGTH
+        ):
+            await self.app(scope, receive, send)
+            return
+        wait = 0.0
+        if scope["query_string"]:
+            try:
+                params = dict(parse_qsl(scope["query_string"].decode("latin-1")))
+                wait = float(params.pop("wait", 0))
+            except (ValueError, UnicodeDecodeError):
+                params = {"invalid": ""}
+            if params or not 0 <= wait <= MAX_WAIT:
+                await self.app(scope, receive, send)  # FastAPI validates and explains
+                return
+        start = time.perf_counter()
+        authorization = if_none_match = None
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                authorization = value.decode("latin-1")
+            elif name == b"if-none-match":
+                if_none_match = value.decode("latin-1")
+        try:
+            answer = await answer_poll(
+                self.get_state(), authorization, path[len(_PREFIX) :], wait, if_none_match
+            )
+            status, body = answer.status, answer.body
+            headers = [(k.encode(), v.encode()) for k, v in answer.headers.items()]
+        except ImgconvError as exc:
+            status, body = exc.status_hint, error_body(exc.code, exc.message, exc.details)
+            headers = [(b"www-authenticate", b"Bearer")] if status == 401 else []
+        if body:
+            headers.append((b"content-type", b"application/json"))
+        headers.append((b"content-length", str(len(body)).encode()))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+        self.latency.observe(time.perf_counter() - start)
+        counter = self.requests.get(status)
+        if counter is not None:
+            counter.inc()
