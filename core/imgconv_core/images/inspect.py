@@ -20,7 +20,7 @@ from imgconv_core.errors import (
     UnsupportedSourceFormat,
 )
 from imgconv_core.images.formats import MIME_TYPES, PILLOW_FORMATS, SOURCE_FORMATS
-from imgconv_core.images.gifscan import scan_gif
+from imgconv_core.images.gifscan import GifGeometry, scan_gif
 from imgconv_core.images.sniff import sniff_format, sniff_unsupported
 
 if TYPE_CHECKING:
@@ -116,6 +116,11 @@ def open_image(data: bytes, limits: ImageLimits) -> tuple[Image.Image, ImageInfo
             )
         raise NotAnImage(f"The file is not a {_SUPPORTED_LIST} image.")
     assert fmt in SOURCE_FORMATS
+    gif = scan_gif(data) if fmt == "gif" else None
+    if gif is not None:
+        # Before Image.open: opening a GIF already seeks to its first frame, which allocates
+        # a buffer of the frame's declared size.
+        _check_geometry(gif.width, gif.height, gif.frames, limits)
     try:
         im = Image.open(BytesIO(data), formats=[PILLOW_FORMATS[fmt]])
     except Image.DecompressionBombError as exc:  # only if someone re-enabled Pillow's guard
@@ -126,7 +131,7 @@ def open_image(data: bytes, limits: ImageLimits) -> tuple[Image.Image, ImageInfo
             "its header cannot be read."
         ) from None
     try:
-        info = _check(im, fmt, data, limits)
+        info = _check(im, fmt, gif, limits)
     except BaseException:
         im.close()
         raise
@@ -152,12 +157,24 @@ def _tiff_pixels(im: Image.Image, frames: int, limits: ImageLimits) -> int:
     return total
 
 
-def _check(im: Image.Image, fmt: str, data: bytes, limits: ImageLimits) -> ImageInfo:
+def _check_geometry(width: int, height: int, frames: int, limits: ImageLimits) -> None:
+    if width * height > limits.max_pixels:
+        raise _too_large(width * height, f"{width} x {height}", limits)
+    if frames > limits.max_frames:
+        raise TooManyFrames(
+            f"The image has {frames} frames; the limit is {limits.max_frames}.",
+            details={"frames": frames, "max_frames": limits.max_frames},
+        )
+    if frames * width * height > limits.max_pixels:
+        raise _too_large(frames * width * height, f"{frames} frames", limits)
+
+
+def _check(im: Image.Image, fmt: str, gif: GifGeometry | None, limits: ImageLimits) -> ImageInfo:
     width, height = im.size
     frames: int | None = None
-    if fmt == "gif" and (geometry := scan_gif(data)) is not None:
-        width, height = max(width, geometry.width), max(height, geometry.height)
-        frames = geometry.frames
+    if gif is not None:
+        width, height = max(width, gif.width), max(height, gif.height)
+        frames = gif.frames
     if width <= 0 or height <= 0:
         raise NotAnImage("The image has no pixels (zero width or height).")
     pixels = width * height

@@ -172,12 +172,16 @@ def test_pillow_guard_is_disabled_process_wide() -> None:
     assert Image.MAX_IMAGE_PIXELS is None
 
 
-def test_gif_frames_beyond_the_logical_screen_count_toward_the_limit() -> None:
+def test_gif_frames_beyond_the_logical_screen_count_toward_the_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     # A 1 x 1 screen whose frame claims 60000 x 60000: Pillow would grow the canvas and
-    # allocate it while seeking, so the header check must see the frame's extent.
+    # allocate 3.6 GB for it while opening, so the check must happen before Image.open.
     bomb = gif_with_frame_extent((1, 1), [(60_000, 60_000)])
-    with pytest.raises(ImageTooLarge):
-        inspect_image(bomb, LIMITS)
+    with monkeypatch.context() as patched:
+        patched.setattr(Image, "open", lambda *a, **k: pytest.fail("opened the bomb"))
+        with pytest.raises(ImageTooLarge):
+            inspect_image(bomb, LIMITS)
     later_bomb = gif_with_frame_extent((10, 10), [(10, 10), (60_000, 60_000)])
     with pytest.raises(ImageTooLarge):
         inspect_image(later_bomb, LIMITS)
