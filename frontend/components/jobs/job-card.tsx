@@ -90,9 +90,18 @@ export function JobCard({ job: listed, longPoll }: { job: Job; longPoll: boolean
       data-status={job.status}
     >
       <div className="flex shrink-0 items-center gap-1.5">
-        <JobThumbnail job={job} kind="source" />
+        {/* Phones show one thumbnail: the result once there is one, else the original. */}
+        <JobThumbnail
+          job={job}
+          kind="source"
+          className={job.status === 'completed' ? 'hidden sm:flex' : undefined}
+        />
         <ArrowRight className="hidden h-4 w-4 text-muted-foreground sm:block" aria-hidden />
-        <JobThumbnail job={job} kind="result" className="hidden sm:flex" />
+        <JobThumbnail
+          job={job}
+          kind="result"
+          className={job.status === 'completed' ? undefined : 'hidden sm:flex'}
+        />
       </div>
       <div className="flex min-w-0 flex-1 flex-col gap-1">
         <div className="flex items-start justify-between gap-2">

@@ -33,6 +33,7 @@ export function StatusStrip({ className }: { className?: string }) {
   return (
     <div
       className={cn('flex items-center gap-3 text-xs text-muted-foreground', className)}
+      role="group"
       aria-label="Service status"
       data-testid="status-strip"
     >
