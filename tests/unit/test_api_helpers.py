@@ -1,0 +1,49 @@
+"""Pure API helpers: file names, Content-Disposition, client IP behind proxies."""
+
+from __future__ import annotations
+
+import pytest
+from imgconv_api.rate_limits import RateLimits
+from imgconv_api.routes.jobs import content_disposition
+from imgconv_api.uploads import safe_filename
+from imgconv_core.settings import Settings
+from starlette.requests import Request
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("photo.jpg", "photo.jpg"),
+        ("../../etc/passwd", "passwd"),
+        ("C:\\Users\\me\\cat.png", "cat.png"),
+        ("a\x00b\nc.gif", "abc.gif"),
+        ("...hidden.png", "hidden.png"),
+        ("", "file-1"),
+        ("x" * 300 + ".jpg", "x" * 200),
+    ],
+)
+def test_safe_filename(raw: str, expected: str) -> None:
+    assert safe_filename(raw, "file-1") == expected
+
+
+def test_content_disposition_has_ascii_fallback_and_utf8_name() -> None:
+    header = content_disposition('Café "menu".webp')
+    assert header.startswith('attachment; filename="Caf_ _menu_.webp"')
+    assert "filename*=UTF-8''Caf%C3%A9%20%22menu%22.webp" in header
+
+
+def request_from(peer: str, forwarded: str | None) -> Request:
+    headers = [(b"x-forwarded-for", forwarded.encode())] if forwarded else []
+    return Request({"type": "http", "client": (peer, 1234), "headers": headers})
+
+
+def test_forwarded_for_is_trusted_only_from_configured_proxies() -> None:
+    limits = RateLimits(Settings(mode="local", trusted_proxies=["10.0.0.0/8"]))
+    # From a trusted proxy: the nearest untrusted hop is the client (spoofed entries ignored).
+    assert limits.client_ip(request_from("10.1.2.3", "6.6.6.6, 203.0.113.9, 10.0.0.7")) == (
+        "203.0.113.9"
+    )
+    # From anyone else the header is ignored.
+    assert limits.client_ip(request_from("198.51.100.1", "1.2.3.4")) == "198.51.100.1"
+    untrusting = RateLimits(Settings(mode="local"))
+    assert untrusting.client_ip(request_from("10.1.2.3", "1.2.3.4")) == "10.1.2.3"
