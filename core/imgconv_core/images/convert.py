@@ -56,6 +56,7 @@ MAX_SIDE: Mapping[ImageFormat, int] = MappingProxyType(
 # store 3 bytes per pixel; Deflate is lossless and read by every TIFF reader.
 _TIFF_COMPRESSION = "tiff_adobe_deflate"
 
+_JPEG_MAX_SEGMENT = 65_533
 _WHITE = 255
 _TRANSPOSE: Mapping[int, Image.Transpose] = MappingProxyType(
     {
@@ -475,7 +476,12 @@ def _save_kwargs(
         kwargs["compression"] = _TIFF_COMPRESSION
     if icc and target in ICC_TARGETS:
         kwargs["icc_profile"] = icc
-    if exif is not None and target in EXIF_TARGETS:
+    # A JPEG APP1 segment holds at most 64 KB; a bigger block (possible in PNG, TIFF or
+    # WebP sources) is dropped rather than failing the conversion.
+    fits = exif is not None and (
+        target is not ImageFormat.JPEG or len(exif.tobytes()) <= _JPEG_MAX_SEGMENT
+    )
+    if fits and target in EXIF_TARGETS:
         kwargs["exif"] = exif
     if durations is not None:
         kwargs["save_all"] = True

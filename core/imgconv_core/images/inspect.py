@@ -45,6 +45,7 @@ PILLOW_ERRORS: tuple[type[Exception], ...] = (
     zlib.error,
     MemoryError,
     RuntimeError,
+    ArithmeticError,
 )
 
 _SUPPORTED_LIST = "JPEG, PNG, WebP, GIF, BMP, TIFF, AVIF or HEIC"

@@ -200,6 +200,10 @@ def test_cmyk_jpeg() -> None:
     data = encode(cmyk, "JPEG", quality=95)
     as_jpeg = convert(data, ImageFormat.JPEG)
     assert as_jpeg.mode == "CMYK"  # JPEG can hold CMYK: no lossy colour-space round trip
+    assert close(rgb_at(as_jpeg, (10, 10)), RED, 30)
+    as_tiff = convert(data, ImageFormat.TIFF)
+    assert as_tiff.mode == "CMYK"
+    assert close(rgb_at(as_tiff, (10, 10)), RED, 30)
     for target in (ImageFormat.PNG, ImageFormat.WEBP, ImageFormat.BMP, ImageFormat.GIF):
         out = convert(data, target).convert("RGB")
         assert close(rgb_at(out, (10, 10)), RED, 30), target
@@ -509,3 +513,12 @@ def test_gif_frame_that_grows_the_canvas_is_not_stretched() -> None:
     assert rgb_at(out, (30, 5), "RGBA")[3] == 0  # padding, not a stretched red frame
     out.seek(1)
     assert close(rgb_at(out, (30, 5), "RGBA"), (*BLUE, 255))
+
+
+def test_oversized_exif_is_dropped_for_jpeg_instead_of_failing() -> None:
+    exif = exif_with(make="Cam")
+    exif[0x010E] = "x" * 70_000  # image description: too big for a JPEG APP1 segment
+    data = encode(quadrants(), "PNG", exif=exif)
+    out = convert(data, ImageFormat.JPEG, strip_metadata=False)
+    assert 0x010F not in out.getexif()
+    assert convert(data, ImageFormat.PNG, strip_metadata=False).getexif().get(0x010F) == "Cam"
