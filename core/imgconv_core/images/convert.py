@@ -57,6 +57,7 @@ MAX_SIDE: Mapping[ImageFormat, int] = MappingProxyType(
 _TIFF_COMPRESSION = "tiff_adobe_deflate"
 
 _JPEG_MAX_SEGMENT = 65_533
+_DRAFT_MARGIN = 1.25
 _WHITE = 255
 _TRANSPOSE: Mapping[int, Image.Transpose] = MappingProxyType(
     {
@@ -400,9 +401,12 @@ def _frame_pixels(
     if info.format == "jpeg":
         wanted = _stored_target(canvas, orientation, options)
         if wanted != source.size:
-            # Let libjpeg decode at 1/2, 1/4 or 1/8 scale (never below the target size), then
-            # finish with a high-quality resample; `box` maps the draft onto the full image.
-            drafted = source.draft(None, wanted)
+            # Let libjpeg decode at 1/2, 1/4 or 1/8 scale, then finish with Lanczos; the
+            # margin keeps Lanczos doing part of the reduction (a draft landing exactly on
+            # the target would leave all of it to libjpeg's coarser DCT scaling). `box`
+            # maps the draft onto the full image.
+            margin = (round(wanted[0] * _DRAFT_MARGIN), round(wanted[1] * _DRAFT_MARGIN))
+            drafted = source.draft(None, margin)
             if drafted is not None:
                 box = drafted[1]
     icc = source.info.get("icc_profile") or None

@@ -12,7 +12,7 @@ from imgconv_core.errors import (
 from imgconv_core.images.convert import ConversionOptions, convert_image, fit_within
 from imgconv_core.images.formats import ImageFormat
 from imgconv_core.images.inspect import ImageLimits
-from PIL import Image, ImageSequence
+from PIL import Image, ImageSequence, JpegImagePlugin
 
 from .factories import (
     BLUE,
@@ -522,3 +522,24 @@ def test_oversized_exif_is_dropped_for_jpeg_instead_of_failing() -> None:
     out = convert(data, ImageFormat.JPEG, strip_metadata=False)
     assert 0x010F not in out.getexif()
     assert convert(data, ImageFormat.PNG, strip_metadata=False).getexif().get(0x010F) == "Cam"
+
+
+def test_jpeg_downscale_decodes_through_draft(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[int, int]] = []
+    original = JpegImagePlugin.JpegImageFile.draft
+
+    def spy(
+        self: JpegImagePlugin.JpegImageFile, mode: str | None, size: tuple[int, int] | None
+    ) -> tuple[str, tuple[int, int, float, float]] | None:
+        result = original(self, mode, size)
+        if size is not None:
+            calls.append(self.size)
+        return result
+
+    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "draft", spy)
+    data = encode(quadrants(1600, 1200), "JPEG")
+    assert convert(data, ImageFormat.JPEG, max_width=200).size == (200, 150)
+    assert calls == [(400, 300)]  # decoded at 1/4 scale, then resampled to 200 x 150
+    calls.clear()
+    convert(data, ImageFormat.JPEG)
+    assert calls == []  # no resize, full decode
