@@ -1,0 +1,207 @@
+"""The sweeper and the claim protocol against the real Postgres, Redis and RabbitMQ."""
+
+from __future__ import annotations
+
+import subprocess
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+
+import pytest
+import redis
+from imgconv_api.publisher import CeleryPublisher
+from imgconv_core import status_cache
+from imgconv_core.db import job_store
+from imgconv_core.db.models import Blob, Job
+from imgconv_core.db.session import make_engine, make_session_factory, transaction
+from imgconv_core.jobs import JobStatus
+from imgconv_core.processing import ClaimOutcome, claim_job, current_claimant
+from imgconv_core.settings import Settings
+from imgconv_core.storage import PostgresBlobStore
+from imgconv_core.sweeper import Sweeper
+from imgconv_core.tokens import issue_token
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from tests.support.images import photo
+from tests.support.services import Stack, amqp_url
+
+
+@dataclass
+class Env:
+    settings: Settings
+    sessions: sessionmaker[Session]
+    redis: redis.Redis
+    publisher: CeleryPublisher
+    sweeper: Sweeper
+    client_id: uuid.UUID
+
+
+@pytest.fixture
+def env(private_stack: Stack) -> Iterator[Env]:
+    settings = Settings(
+        mode="local",
+        database_url=private_stack.database_url,
+        redis_url=private_stack.redis_url,
+        broker_url=amqp_url(private_stack.vhost),
+        max_attempts=2,
+        publish_grace_seconds=0,
+        sweep_interval_seconds=1,
+    )
+    engine = make_engine(settings, pool_size=2)
+    sessions = make_session_factory(engine)
+    client = redis.Redis.from_url(settings.redis_url)
+    publisher = CeleryPublisher(settings)
+    sweeper = Sweeper(settings, sessions, PostgresBlobStore(), client, publisher.publish)
+    issued = issue_token(b"k" * 32)
+    with transaction(sessions) as tx:
+        job_store.create_client(tx, issued)
+    yield Env(settings, sessions, client, publisher, sweeper, issued.client_id)
+    publisher.close()
+    engine.dispose()
+
+
+def new_job(env: Env) -> Job:
+    data = photo(16, 16)
+    new = job_store.NewJob(
+        id=uuid.uuid4(),
+        filename="a.jpg",
+        data=data,
+        source_format="jpeg",
+        source_mime="image/jpeg",
+        width=16,
+        height=16,
+        target_format="png",
+        options={},
+    )
+    with transaction(env.sessions) as tx:
+        return job_store.insert_jobs(tx, PostgresBlobStore(), env.client_id, [new])[0]
+
+
+def load(env: Env, job_id: uuid.UUID) -> Job | None:
+    with env.sessions() as tx:
+        return tx.get(Job, job_id)
+
+
+def test_outbox_publishes_jobs_the_broker_never_got(env: Env) -> None:
+    job = new_job(env)
+    report = env.sweeper.run_once()
+    assert report is not None
+    assert report.republished == 1
+    assert env.publisher.queue_depth()[0] == 1  # a private vhost: our message only
+    row = load(env, job.id)
+    assert row is not None
+    assert row.enqueued_at is not None
+    again = env.sweeper.run_once()
+    assert again is not None
+    assert again.republished == 0  # published once, not on every pass
+
+
+def cached(env: Env, job_id: uuid.UUID) -> status_cache.CachedJob | None:
+    raw = env.redis.get(status_cache.job_key(job_id))
+    assert isinstance(raw, bytes)
+    return status_cache.decode_entry(raw)
+
+
+def expire_lease(env: Env, job_id: uuid.UUID, attempts: int) -> None:
+    with transaction(env.sessions) as tx:
+        tx.execute(
+            update(Job)
+            .where(Job.id == job_id)
+            .values(
+                status=JobStatus.PROCESSING.value,
+                claimed_by="gone-host:1",
+                attempts=attempts,
+                enqueued_at=func.now(),
+                lease_expires_at=func.now() - timedelta(seconds=1),
+            )
+        )
+
+
+def test_job_of_a_vanished_worker_is_requeued_then_failed(env: Env) -> None:
+    job = new_job(env)
+    expire_lease(env, job.id, attempts=1)
+    report = env.sweeper.run_once()
+    assert report is not None
+    assert report.requeued == 1
+    row = load(env, job.id)
+    assert row is not None
+    assert row.status == "queued"
+    assert row.enqueued_at is not None  # re-published in the same pass
+    expire_lease(env, job.id, attempts=2)
+    report = env.sweeper.run_once()
+    assert report is not None
+    assert report.failed == 1
+    row = load(env, job.id)
+    assert row is not None
+    assert row.status == "failed"
+    assert row.error_code == "worker_lost"
+    entry = cached(env, job.id)
+    assert entry is not None
+    assert b'"failed"' in entry.body  # the cache learned it too
+
+
+def test_retention_deletes_old_jobs_with_their_images(env: Env) -> None:
+    old, fresh = new_job(env), new_job(env)
+    with transaction(env.sessions) as tx:
+        tx.execute(
+            update(Job).where(Job.id == old.id).values(created_at=func.now() - timedelta(days=8))
+        )
+    env.sweeper.run_once()
+    assert load(env, old.id) is None
+    assert load(env, fresh.id) is not None
+    with env.sessions() as tx:
+        keys = set(tx.scalars(select(Blob.key)).all())
+    assert f"{old.id}/source" not in keys
+    assert f"{fresh.id}/source" in keys
+    assert env.redis.get(status_cache.job_key(old.id)) is None
+
+
+def test_sweeper_heals_a_stale_cache_entry(env: Env) -> None:
+    job = new_job(env)
+    view = job_store.job_view(job)
+    stale = view.model_copy(update={"status": JobStatus.PROCESSING})
+    env.redis.set(status_cache.job_key(job.id), status_cache.encode_entry(env.client_id, stale, 0))
+    with transaction(env.sessions) as tx:
+        tx.execute(update(Job).where(Job.id == job.id).values(updated_at=func.now()))
+    env.sweeper.run_once()
+    entry = cached(env, job.id)
+    assert entry is not None
+    assert entry.version == job.version
+    assert b'"queued"' in entry.body
+
+
+def test_only_one_sweeper_runs_at_a_time(env: Env) -> None:
+    with env.sessions() as holder:
+        assert holder.scalar(select(func.pg_try_advisory_lock(7312002)))
+        assert env.sweeper.run_once() is None
+        holder.scalar(select(func.pg_advisory_unlock(7312002)))
+    assert env.sweeper.run_once() is not None
+
+
+def claim(env: Env, job_id: uuid.UUID, me: str) -> ClaimOutcome:
+    with transaction(env.sessions) as tx:
+        return claim_job(tx, job_id, me, lease=60, max_attempts=3).outcome
+
+
+def test_claims_are_exclusive_until_the_holder_is_provably_gone(env: Env) -> None:
+    job = new_job(env)
+    assert claim(env, job.id, "other-host:123") is ClaimOutcome.CLAIMED
+    # Another host's live lease: a duplicate waits.
+    assert claim(env, job.id, current_claimant()) is ClaimOutcome.BUSY
+    # A holder on this host whose process is dead: taken over at once.
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    host = current_claimant().rpartition(":")[0]
+    with transaction(env.sessions) as tx:
+        tx.execute(update(Job).where(Job.id == job.id).values(claimed_by=f"{host}:{dead.pid}"))
+    assert claim(env, job.id, current_claimant()) is ClaimOutcome.CLAIMED
+    row = load(env, job.id)
+    assert row is not None
+    assert row.attempts == 2
+    # Finished jobs are never claimed again.
+    with transaction(env.sessions) as tx:
+        tx.execute(update(Job).where(Job.id == job.id).values(status="completed"))
+    assert claim(env, job.id, current_claimant()) is ClaimOutcome.GONE
+    assert claim(env, uuid.uuid4(), current_claimant()) is ClaimOutcome.GONE
