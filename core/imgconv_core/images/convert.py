@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -73,45 +74,13 @@ _TRANSPOSE: Mapping[int, Image.Transpose] = MappingProxyType(
 _SWAPS_AXES = frozenset({5, 6, 7, 8})
 # TIFF tags that describe pixel layout or carry metadata we handle separately (ICC, XMP,
 # IPTC, Photoshop); everything else in IFD0 (make, model, dates, GPS/EXIF pointers...) is kept.
-_STRUCTURAL_TAGS = frozenset(
-    {
-        *range(254, 260),  # subfile type, size, bits per sample, compression
-        262,
-        263,
-        264,
-        265,
-        266,
-        273,
-        274,
-        277,
-        278,
-        279,
-        280,
-        281,
-        284,
-        290,
-        291,
-        292,
-        293,
-        317,
-        318,
-        319,
-        320,
-        321,
-        *range(322, 326),
-        330,
-        332,
-        *range(338, 342),
-        347,
-        *range(512, 522),
-        *range(529, 533),
-        700,
-        33723,
-        34377,
-        34675,
-        37724,
-    }
-)
+# fmt: off
+_STRUCTURAL_TAGS = frozenset({
+    *range(254, 260), 262, 263, 264, 265, 266, 273, 274, 277, 278, 279, 280, 281, 284,
+    290, 291, 292, 293, *range(317, 326), 330, 332, *range(338, 342), 347,
+    *range(512, 522), *range(529, 533), 700, 33723, 34377, 34675, 37724,
+})
+# fmt: on
 _CMS_ERRORS: tuple[type[Exception], ...] = (ImageCms.PyCMSError, *PILLOW_ERRORS)
 _SIXTEEN_BIT = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
 _ICC_SPACE_OF_MODE: Mapping[str, bytes] = MappingProxyType(
@@ -218,7 +187,10 @@ def _deep_to_l(im: Image.Image) -> Image.Image:
     lo, hi = im.getextrema()
     assert isinstance(lo, (int, float))
     assert isinstance(hi, (int, float))
-    if im.mode == "F" and lo >= 0 and hi <= 1:
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        # NaN or infinity (scientific float TIFFs) defeat range scaling; assume 0..1.
+        scale, offset = 255.0, 0.0
+    elif im.mode == "F" and lo >= 0 and hi <= 1:
         scale, offset = 255.0, 0.0
     elif lo >= 0 and hi <= 255:
         scale, offset = 1.0, 0.0
@@ -535,8 +507,8 @@ def convert_image(data: bytes, options: ConversionOptions, limits: ImageLimits) 
             frames, durations, exif, icc = _frame_pixels(
                 source, info, options, limits, all_frames=keep_frames
             )
-        except Image.DecompressionBombError as exc:
-            raise ConversionFailed(f"Pillow refused the image: {exc}") from None
+        except Image.DecompressionBombError as exc:  # only if Pillow's guard was re-enabled
+            raise ImageTooLarge(f"The image is too large: {exc}") from None
         except PILLOW_ERRORS as exc:
             raise _decode_error(info.format, exc) from None
 

@@ -543,3 +543,12 @@ def test_jpeg_downscale_decodes_through_draft(monkeypatch: pytest.MonkeyPatch) -
     calls.clear()
     convert(data, ImageFormat.JPEG)
     assert calls == []  # no resize, full decode
+
+
+def test_float_tiff_with_non_finite_values_still_converts() -> None:
+    im = Image.new("F", (4, 4), 0.5)
+    im.putpixel((0, 0), float("nan"))
+    im.putpixel((1, 0), float("inf"))
+    out = convert(encode(im, "TIFF"), ImageFormat.PNG)
+    assert out.mode == "L"
+    assert 120 <= grey_at(out, (3, 3)) <= 135  # 0.5 of a 0..1 range, not black
