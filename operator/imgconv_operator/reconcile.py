@@ -309,12 +309,12 @@ class Reconciler:
         reading = await source.read()
         runtime = self.runtime
         runtime.failures = 0
-        arrival = drain = None
+        arrival = drain = mean_in_flight = None
         if reading.published is not None and reading.acked is not None:
-            counters = CounterReading(now, reading.published, reading.acked)
-            runtime.counters, arrival, drain = estimate_rates(
-                runtime.counters, counters, RATE_WINDOW_SECONDS
-            )
+            counters = CounterReading(now, reading.published, reading.acked, reading.unacked)
+            rates = estimate_rates(runtime.counters, counters, RATE_WINDOW_SECONDS)
+            runtime.counters = rates.history
+            arrival, drain, mean_in_flight = rates.arrival, rates.drain, rates.mean_in_flight
         metrics.QUEUE_MESSAGES.labels(self.namespace, self.name, "ready").set(reading.ready)
         metrics.QUEUE_MESSAGES.labels(self.namespace, self.name, "unacked").set(reading.unacked)
         sample = QueueSample(
@@ -323,6 +323,7 @@ class Reconciler:
             consumers=reading.consumers,
             arrival_rate=arrival,
             drain_rate=drain,
+            mean_in_flight=mean_in_flight,
         )
         # Pods matter only when the count may go down: who is busy, and who may go.
         pods: list[PodLoad] = []

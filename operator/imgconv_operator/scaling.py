@@ -24,6 +24,7 @@ class Reason(StrEnum):
     NO_WORK = "NoWork"  # nothing ready, nothing in flight: go to the idle level
     BELOW_ACTIVATION = "BelowActivation"  # a little work while idle: one replica, not minReplicas
     WITHIN_TOLERANCE = "WithinTolerance"  # demand within tolerance of the current capacity
+    NO_BACKLOG = "NoBacklog"  # more wanted, but nothing waits: the workers keep up
     STABILIZING = "Stabilizing"  # scale-down wanted, but the window does not agree yet
     STEP_LIMITED = "StepLimited"  # moved, but by at most the step limit
     ABOVE_MAX = "AboveMax"  # current count above maxReplicas: corrected at once
@@ -78,6 +79,7 @@ class QueueSample:
     consumers: int = 0
     arrival_rate: float | None = None  # messages/s published into the queue
     drain_rate: float | None = None  # messages/s acknowledged (tasks finished)
+    mean_in_flight: float | None = None  # unacked averaged over the same window as the rates
     busy_pods: int | None = None  # pods holding unacked messages; None: not known per pod
 
     @property
@@ -139,9 +141,10 @@ class Decision:
 
 def estimate_service_seconds(sample: QueueSample) -> float | None:
     """Mean seconds a task holds a slot, by Little's law (in flight / completions per second)."""
-    if sample.drain_rate is None or sample.drain_rate <= 0 or sample.unacked <= 0:
+    in_flight = sample.mean_in_flight if sample.mean_in_flight is not None else sample.unacked
+    if sample.drain_rate is None or sample.drain_rate <= 0 or in_flight <= 0 or sample.unacked <= 0:
         return None
-    return sample.unacked / sample.drain_rate
+    return in_flight / sample.drain_rate
 
 
 def recommend(policy: ScalingPolicy, sample: QueueSample, current: int) -> tuple[int, Reason, bool]:
@@ -201,6 +204,11 @@ def decide(
         # The user lowered maxReplicas: that is intent, not noise, so no window applies.
         return replace(result, desired=policy.max_replicas, reason=Reason.ABOVE_MAX)
 
+    if target > current and sample.ready == 0 and current >= max(policy.min_replicas, 1):
+        # Nothing waits, so the workers keep up: a higher estimate here is rate noise, and
+        # acting on it is how autoscalers flap under steady load.
+        return replace(result, reason=Reason.NO_BACKLOG)
+
     if target > current:
         stabilized = min(memory.window(now, policy.scale_up.stabilization_seconds))
         if current == 0 and sample.work > 0:
@@ -252,17 +260,28 @@ def decide_on_error(policy: FallbackPolicy, max_replicas: int, current: int, fai
 
 @dataclass(frozen=True)
 class CounterReading:
-    """Cumulative queue counters at one time (messages published and acknowledged)."""
+    """Cumulative queue counters at one time (published, acknowledged) and the unacked count."""
 
     at: float
     published: int
     acked: int
+    in_flight: int = 0
+
+
+@dataclass(frozen=True)
+class RateEstimate:
+    """Rates over the window, and the history to pass to the next call."""
+
+    history: tuple[CounterReading, ...]
+    arrival: float | None
+    drain: float | None
+    mean_in_flight: float | None
 
 
 def estimate_rates(
     history: tuple[CounterReading, ...], reading: CounterReading, window_seconds: float
-) -> tuple[tuple[CounterReading, ...], float | None, float | None]:
-    """Append a reading; return the kept history and (arrival, drain) rates over the window."""
+) -> RateEstimate:
+    """Append a reading; return arrival and drain rates and mean in-flight over the window."""
     if history and (reading.published < history[-1].published or reading.acked < history[-1].acked):
         history = ()  # counters went backwards: the broker restarted or the queue was recreated
     kept = tuple(h for h in history if h.at >= reading.at - window_seconds) or history[-1:]
@@ -270,10 +289,11 @@ def estimate_rates(
     oldest = kept[0]
     span = reading.at - oldest.at
     if span <= 0:
-        return kept, None, None
+        return RateEstimate(kept, None, None, None)
     arrival = (reading.published - oldest.published) / span
     drain = (reading.acked - oldest.acked) / span
-    return kept, arrival, drain
+    mean_in_flight = sum(r.in_flight for r in kept) / len(kept)
+    return RateEstimate(kept, arrival, drain, mean_in_flight)
 
 
 @dataclass(frozen=True)

@@ -147,16 +147,15 @@ def test_fallback_holds_or_raises_never_lowers() -> None:
 
 
 def test_rates_from_cumulative_counters() -> None:
-    history: tuple[CounterReading, ...] = ()
-    history, arrival, drain = estimate_rates(history, CounterReading(0, 100, 50), 30)
-    assert arrival is None
-    assert drain is None
-    history, arrival, drain = estimate_rates(history, CounterReading(10, 150, 70), 30)
-    assert (arrival, drain) == (5.0, 2.0)
+    first = estimate_rates((), CounterReading(0, 100, 50, 4), 30)
+    assert first.arrival is None
+    assert first.drain is None
+    second = estimate_rates(first.history, CounterReading(10, 150, 70, 8), 30)
+    assert (second.arrival, second.drain, second.mean_in_flight) == (5.0, 2.0, 6.0)
     # counters reset (broker restart): start over instead of reporting negative rates
-    history, arrival, drain = estimate_rates(history, CounterReading(20, 3, 1), 30)
-    assert arrival is None
-    assert len(history) == 1
+    third = estimate_rates(second.history, CounterReading(20, 3, 1), 30)
+    assert third.arrival is None
+    assert len(third.history) == 1
 
 
 def test_deletion_costs_make_idle_pods_go_first() -> None:
