@@ -165,6 +165,41 @@ describe('imgconv in a real browser', () => {
     await eventually(() => page.getByTestId('history-row').count()).toBe(1);
     await eventually(() => page.getByTestId('history-row').getAttribute('data-status')).toBe('canceled');
     await page.screenshot({ path: join(ARTIFACTS, 'history-desktop-light.png'), fullPage: true });
+
+    // Cursor pages of two: newest first, no overlap, and back again.
+    await page.goto(`${stack.webUrl}/history?per_page=2`);
+    const names = () => page.getByTestId('history-row').locator('td:first-child div:first-child').allTextContents();
+    await eventually(names).toHaveLength(2);
+    const first = await names();
+    await page.getByTestId('history-next').click();
+    await eventually(async () => (await names()).join()).not.toBe(first.join());
+    const second = await names();
+    expect(second).toHaveLength(2);
+    expect(new Set([...first, ...second]).size).toBe(4);
+    await eventually(() => page.getByTestId('history-next').isDisabled()).toBe(true);
+    await page.getByTestId('history-newer').click();
+    await eventually(async () => (await names()).join()).toBe(first.join());
+  });
+
+  step('works from the keyboard, with labelled controls and a live region', async () => {
+    await page.goto(stack.webUrl);
+    await page.keyboard.press('Tab');
+    expect(await page.evaluate(() => document.activeElement?.textContent)).toBe('Skip to content');
+    // The file picker is reachable by Tab and named by its visible text.
+    let reached = false;
+    for (let i = 0; i < 15 && !reached; i++) {
+      await page.keyboard.press('Tab');
+      reached = await page.evaluate(() => (document.activeElement as HTMLInputElement | null)?.type === 'file');
+    }
+    expect(reached).toBe(true);
+    const ring = await page.getByText('Drop images here or click to choose').evaluate(
+      (node) => getComputedStyle(node.closest('label')!).boxShadow,
+    );
+    expect(ring).not.toBe('none');
+    for (const label of ['Convert to', 'Quality', 'Max width', 'Max height', 'Strip metadata']) {
+      expect(await page.getByLabel(label, { exact: true }).count()).toBe(1);
+    }
+    expect(await page.getByTestId('live-region').getAttribute('aria-live')).toBe('polite');
   });
 
   step('deleting a finished job removes it', async () => {

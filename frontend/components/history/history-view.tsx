@@ -20,6 +20,12 @@ import { canonicalFormat } from '@/lib/jobs/files';
 const PAGE_SIZE = 20;
 const ALL = 'all';
 
+/** `?per_page=` (1-100), for people who want longer pages; the default otherwise. */
+function parsePageSize(value: string | null): number {
+  const size = Number(value);
+  return Number.isInteger(size) && size >= 1 && size <= 100 ? size : PAGE_SIZE;
+}
+
 function parseStatus(value: string | null): JobStatus | null {
   return (JOB_STATUSES as readonly string[]).includes(value ?? '') ? (value as JobStatus) : null;
 }
@@ -89,16 +95,17 @@ export function HistoryView() {
   const pathname = usePathname();
   const searchParams = useSearchParams();
   const status = parseStatus(searchParams.get('status'));
+  const pageSize = parsePageSize(searchParams.get('per_page'));
   // Cursors of the pages before the current one; the API only pages forward.
   const [cursors, setCursors] = React.useState<(string | null)[]>([null]);
   const cursor = cursors[cursors.length - 1] ?? null;
   const headingRef = React.useRef<HTMLHeadingElement>(null);
 
-  React.useEffect(() => setCursors([null]), [status]);
+  React.useEffect(() => setCursors([null]), [status, pageSize]);
 
   const { data, isPending, isError, error, isFetching, refetch, isPlaceholderData } = useQuery({
-    queryKey: jobListKeys.history(status, cursor),
-    queryFn: ({ signal }) => getApiClient().listJobs({ limit: PAGE_SIZE, cursor, status, signal }),
+    queryKey: jobListKeys.history(status, cursor, pageSize),
+    queryFn: ({ signal }) => getApiClient().listJobs({ limit: pageSize, cursor, status, signal }),
     placeholderData: keepPreviousData,
     refetchInterval: (query) =>
       query.state.data?.items.some((job) => !isTerminal(job.status)) ? 5000 : false,
@@ -197,6 +204,7 @@ export function HistoryView() {
             size="sm"
             disabled={page === 1}
             onClick={() => go(cursors.slice(0, -1))}
+            data-testid="history-newer"
           >
             <ChevronLeft aria-hidden />
             Newer

@@ -9,8 +9,8 @@ export const RECENT_LIMIT = 50;
 export const jobListKeys = {
   all: ['jobs'] as const,
   recent: ['jobs', 'recent'] as const,
-  history: (status: JobStatus | null, cursor: string | null) =>
-    ['jobs', 'history', status ?? 'all', cursor ?? ''] as const,
+  history: (status: JobStatus | null, cursor: string | null, limit: number) =>
+    ['jobs', 'history', status ?? 'all', cursor ?? '', limit] as const,
 };
 
 /** New jobs from an upload go to the top of the recent list. */
