@@ -10,9 +10,11 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
@@ -114,6 +116,18 @@ def process_uid(pid: int) -> int:
     raise AssertionError(f"no Uid line for {pid}")
 
 
+@pytest.fixture
+def scratch() -> Iterator[Path]:
+    """A private 0700 directory in /tmp for one test's data.
+
+    Not pytest's tmp_path: every pytest session resets /tmp/pytest-of-<user> to 0700, which
+    would cut off the unprivileged PostgreSQL user if another session started meanwhile.
+    """
+    path = Path(tempfile.mkdtemp(prefix="imgconv-local-mode-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
 def make_config(data_dir: Path, pg_port: int, redis_port: int) -> LocalConfig:
     """A configuration for the embedded services only."""
     env = {
@@ -189,18 +203,18 @@ def exercise_embedded_services(cfg: LocalConfig, expected_uid: int) -> None:
     assert any("database system is shut down" in line for line in lines)
 
 
-def test_embedded_services_as_root_run_postgres_unprivileged(tmp_path: Path) -> None:
+def test_embedded_services_as_root_run_postgres_unprivileged(scratch: Path) -> None:
     require_root()
-    # pytest's own temp root is 0700: start_postgres must open the way for the postgres user.
-    cfg = make_config(tmp_path / "data", *free_ports(2))
+    # `scratch` is 0700: start_postgres must open the way for the postgres user.
+    cfg = make_config(scratch / "data", *free_ports(2))
     exercise_embedded_services(cfg, expected_uid=Account.named("nobody").uid)
     pgdata = cfg.data_dir / "postgres"
     assert pgdata.stat().st_uid == Account.named("nobody").uid
     assert pgdata.stat().st_mode & 0o777 == 0o700
 
 
-def test_embedded_services_as_a_normal_user(tmp_path: Path) -> None:
-    cfg = make_config(tmp_path / "data", *free_ports(2))
+def test_embedded_services_as_a_normal_user(scratch: Path) -> None:
+    cfg = make_config(scratch / "data", *free_ports(2))
     if not IS_ROOT:
         exercise_embedded_services(cfg, expected_uid=os.getuid())
         return
@@ -213,10 +227,10 @@ def test_embedded_services_as_a_normal_user(tmp_path: Path) -> None:
         exercise_embedded_services(cfg, expected_uid=user.uid)
 
 
-def test_a_cluster_of_another_user_is_refused_clearly(tmp_path: Path) -> None:
+def test_a_cluster_of_another_user_is_refused_clearly(scratch: Path) -> None:
     require_root()
     user = Account.named("nobody")
-    cfg = make_config(tmp_path / "data", *free_ports(2))
+    cfg = make_config(scratch / "data", *free_ports(2))
     (cfg.data_dir / "postgres").mkdir(parents=True)  # owned by root, as if root had made it
     run_local.grant_traversal(cfg.data_dir, user, say=lambda _text: None)
     os.chown(cfg.data_dir, user.uid, user.gid)
@@ -287,9 +301,9 @@ class LocalRun:
 class MakeUp:
     """Starts `make up` runs on one temporary data dir and cleans up after the test."""
 
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(self, scratch: Path) -> None:
         self.pg_port, self.redis_port, self.api_port = free_ports(3)
-        self.data_dir = tmp_path / "data"
+        self.data_dir = scratch / "data"
         self.api_url = f"http://127.0.0.1:{self.api_port}"
         self.pg_dsn = f"postgresql://imgconv@127.0.0.1:{self.pg_port}/imgconv"
         self.env = {
@@ -306,7 +320,7 @@ class MakeUp:
             IMGCONV_LOCAL_CONCURRENCY="1",
         )
         self.runs: list[LocalRun] = []
-        self.markers = [str(tmp_path), f"127.0.0.1:{self.redis_port}", f"--port {self.api_port}"]
+        self.markers = [str(scratch), f"127.0.0.1:{self.redis_port}", f"--port {self.api_port}"]
 
     def start(self) -> LocalRun:
         """Start scripts/run_local.py."""
@@ -327,9 +341,9 @@ class MakeUp:
 
 
 @pytest.fixture
-def make_up(tmp_path: Path) -> Iterator[MakeUp]:
+def make_up(scratch: Path) -> Iterator[MakeUp]:
     """`make up` on a temporary data dir; fails the test if it leaves processes behind."""
-    runs = MakeUp(tmp_path)
+    runs = MakeUp(scratch)
     yield runs
     stray = runs.cleanup()
     assert not stray, "processes left behind:\n" + "\n".join(stray)
