@@ -1,0 +1,29 @@
+"""The reference for poll speed: a bare ASGI app that answers every request with one Redis GET.
+
+Run: `uvicorn bench.bare_asgi:app` with BENCH_REDIS_URL and BENCH_KEY set.
+"""
+
+from __future__ import annotations
+
+import os
+
+import redis.asyncio as aioredis
+from starlette.types import Receive, Scope, Send
+
+_client = aioredis.Redis.from_url(os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"))
+_key = os.environ.get("BENCH_KEY", "bench")
+
+
+async def app(scope: Scope, receive: Receive, send: Send) -> None:
+    """GET one key from Redis and return its value."""
+    if scope["type"] != "http":
+        return
+    value = await _client.get(_key) or b""
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"application/json")],
+        }
+    )
+    await send({"type": "http.response.body", "body": value})

@@ -1,0 +1,433 @@
+"""`make bench`: the speed of the whole system on this machine, printed as a table.
+
+Everything runs here, load generator included, so numbers are only comparable within one run:
+each target is reported as a ratio against a reference measured in the same run (a bare ASGI
+endpoint doing one Redis GET; raw Pillow in the same number of processes). The seed's numbers
+are the ones measured on this kind of machine when the project started (issue 2).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import multiprocessing
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import redis
+from imgconv_core.settings import LOCAL_SECRET
+from imgconv_core.tokens import verify_token
+
+from bench.conversion import _raw_convert, format_table, photo_jpeg
+from bench.http_load import PICK_PATH, POST_BODY, RANDOM_UUID_PATH, LoadResult, wrk
+from tests.support.client import ApiClient
+from tests.support.services import (
+    BIN,
+    REDIS_HOST,
+    REDIS_PORT,
+    Process,
+    Stack,
+    create_database,
+    create_vhost,
+    delete_vhost,
+    drop_database,
+    free_port,
+    migrate,
+    spawn,
+    start_api,
+    start_worker,
+    wait_until,
+)
+
+SEED = {"poll_rps": 1394.0, "poll_p99_ms": 96.0, "uploads_rps": 171.0, "list_s": 3.1}
+RESULTS = Path(__file__).parent / "results"
+Row = dict[str, object]
+
+
+def pg_url(stack: Stack) -> str:
+    return stack.database_url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
+@contextmanager
+def bench_stack() -> Iterator[Stack]:
+    """A database, vhost and Redis db of its own, removed afterwards."""
+    log_dir = Path(tempfile.mkdtemp(prefix="imgconv-bench-"))
+    url = create_database()
+    migrate(url)
+    redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=15).flushdb()
+    stack = Stack(url, create_vhost(), f"redis://{REDIS_HOST}:{REDIS_PORT}/15", log_dir)
+    stack.overrides.update(
+        {
+            "IMGCONV_UPLOAD_RATE_PER_TOKEN": "1000000/minute",
+            "IMGCONV_UPLOAD_RATE_PER_IP": "1000000/minute",
+            "IMGCONV_TOKEN_RATE_PER_IP": "1000000/minute",
+            "IMGCONV_SWEEP_INTERVAL_SECONDS": "10",
+        }
+    )
+    try:
+        yield stack
+    finally:
+        drop_database(url)
+        delete_vhost(stack.vhost)
+
+
+def start_bare(stack: Stack, key: str) -> tuple[Process, str]:
+    """The reference: a bare ASGI app doing one Redis GET, under the same uvicorn settings."""
+    port = free_port()
+    proc = spawn(
+        "bare",
+        [
+            str(BIN / "uvicorn"),
+            "bench.bare_asgi:app",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
+        {**os.environ, "BENCH_REDIS_URL": stack.redis_url, "BENCH_KEY": key},
+        stack.log_dir,
+    )
+    url = f"http://127.0.0.1:{port}/"
+    wait_until(lambda: _up(url), 20, "bare ASGI app did not start", proc)
+    return proc, url
+
+
+def _up(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code < 500
+    except httpx.HTTPError:
+        return False
+
+
+def row(name: str, ours: str, reference: str, ratio: float | None, target: str) -> Row:
+    return {
+        "measure": name,
+        "ours": ours,
+        "reference": reference,
+        "ratio": "-" if ratio is None else f"{ratio:.2f}",
+        "target": target,
+    }
+
+
+def fmt(result: LoadResult) -> str:
+    return f"{result.requests_per_s:,.0f} req/s, p99 {result.p99_ms:.1f} ms"
+
+
+def bench_polls(stack: Stack, api: str, client: ApiClient, job_id: str) -> list[Row]:
+    """Cached status polls, 304s and unknown ids, against the bare reference."""
+    bare_proc, bare_url = start_bare(stack, f"imgconv:job:{job_id}")
+    auth = {"Authorization": f"Bearer {client.token}"}
+    poll_url = f"{api}/api/v1/jobs/{job_id}"
+    etag = client.job(job_id).headers["etag"]
+    try:
+        wrk(poll_url, connections=50, seconds=3, headers=auth)  # warm-up
+        # Interleave ours and the reference so machine noise hits both alike.
+        ours_runs, bare_runs = [], []
+        for _ in range(2):
+            ours_runs.append(wrk(poll_url, connections=50, headers=auth))
+            bare_runs.append(wrk(bare_url, connections=50))
+        ours = max(ours_runs, key=lambda r: r.requests_per_s)
+        bare = max(bare_runs, key=lambda r: r.requests_per_s)
+        not_modified = wrk(poll_url, connections=50, headers={**auth, "If-None-Match": etag})
+        unknown = wrk(
+            f"{api}/", connections=50, headers=auth, lua=RANDOM_UUID_PATH % "/api/v1/jobs/"
+        )
+        # Cached polls while 50 other connections poll unknown ids.
+        mixed: dict[str, LoadResult] = {}
+        thread = threading.Thread(
+            target=lambda: mixed.__setitem__(
+                "unknown",
+                wrk(
+                    f"{api}/", connections=50, headers=auth, lua=RANDOM_UUID_PATH % "/api/v1/jobs/"
+                ),
+            )
+        )
+        thread.start()
+        mixed["cached"] = wrk(poll_url, connections=50, headers=auth)
+        thread.join()
+    finally:
+        bare_proc.stop()
+    for result in (ours, not_modified, unknown):
+        assert result.non_2xx_3xx == 0 or result is unknown, result
+    return [
+        row(
+            "cached status poll, 50 conns",
+            fmt(ours),
+            f"bare ASGI+Redis GET: {fmt(bare)}",
+            ours.requests_per_s / bare.requests_per_s,
+            ">= 0.80 of bare, p99 <= 25 ms",
+        ),
+        row(
+            "cached status poll vs seed",
+            f"{ours.requests_per_s:,.0f} req/s",
+            f"seed: {SEED['poll_rps']:,.0f} req/s (p99 {SEED['poll_p99_ms']:.0f} ms)",
+            ours.requests_per_s / SEED["poll_rps"],
+            ">= 5x",
+        ),
+        row(
+            "304 Not Modified poll, 50 conns",
+            fmt(not_modified),
+            fmt(ours),
+            not_modified.requests_per_s / ours.requests_per_s,
+            ">= 1.0 of 200s",
+        ),
+        row(
+            "unknown-id polls (fresh random ids), 50 conns",
+            fmt(unknown),
+            "seed: froze",
+            None,
+            ">= 2,000 req/s",
+        ),
+        row(
+            "cached polls while 50 conns poll unknown ids",
+            fmt(mixed["cached"]),
+            f"alone: {fmt(ours)}",
+            mixed["cached"].requests_per_s / ours.requests_per_s,
+            "keep speed (2 cores shared)",
+        ),
+    ]
+
+
+def seed_jobs(stack: Stack, client_id: uuid.UUID, total: int) -> None:
+    """Insert `total` jobs, half of them this client's, with SQL."""
+    other = uuid.uuid4()
+    with psycopg.connect(pg_url(stack), autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO clients (id, token_hash) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+            (other, os.urandom(32)),
+        )
+        conn.execute(
+            """
+            INSERT INTO jobs (id, client_id, status, version, filename, source_format, source_mime,
+                target_format, options, source_bytes, source_width, source_height, attempts,
+                result_bytes, width, height, created_at, updated_at, started_at, finished_at,
+                enqueued_at)
+            SELECT gen_random_uuid(), CASE WHEN g % 2 = 0 THEN %s ELSE %s END,
+                (ARRAY['completed','failed','canceled','completed'])[1 + g % 4], 3,
+                'photo-' || g || '.jpg', 'jpeg', 'image/jpeg', 'webp',
+                '{"quality": 80, "max_width": null, "max_height": null, "strip_metadata": true}',
+                250000, 1152, 864, 1, 90000, 1152, 864, ts, ts, ts, ts, ts
+            FROM generate_series(1, %s) AS g,
+                 LATERAL (SELECT now() - (g || ' seconds')::interval - interval '1 hour' AS ts) t
+            """,
+            (client_id, other, total),
+        )
+        conn.execute("ANALYZE jobs")
+
+
+def bench_list(stack: Stack, api: str, client: ApiClient) -> list[Row]:
+    """Job list pages (first, deep, filtered) with 1,000,000 jobs in the table."""
+    owner = verify_token(LOCAL_SECRET.encode(), client.token)
+    assert owner is not None
+    started = time.perf_counter()
+    seed_jobs(stack, owner, 1_000_000)
+    seeded_s = time.perf_counter() - started
+    auth = {"Authorization": f"Bearer {client.token}"}
+    # Walk to pages at several depths to collect real cursors.
+    paths = ["/api/v1/jobs?limit=20", "/api/v1/jobs?limit=20&status=failed"]
+    with psycopg.connect(pg_url(stack)) as conn:
+        for offset in (1_000, 50_000, 200_000, 450_000):
+            found = conn.execute(
+                "SELECT created_at, id FROM jobs WHERE client_id = %s "
+                "ORDER BY created_at DESC, id DESC OFFSET %s LIMIT 1",
+                (owner, offset),
+            ).fetchone()
+            assert found is not None
+            cursor = _cursor(found[0], found[1])
+            paths.append(f"/api/v1/jobs?limit=20&cursor={cursor}")
+    for path in paths:
+        response = client.http.get(path)
+        assert response.status_code == 200, response.text
+        assert len(response.json()["items"]) == 20, path
+    lua = PICK_PATH % ", ".join(f'"{p}"' for p in paths)
+    result = wrk(f"{api}/", connections=10, headers=auth, lua=lua)
+    return [
+        row(
+            "job list page (20), 1,000,000 jobs, first/deep/filtered pages, 10 conns",
+            fmt(result),
+            f"seed: {SEED['list_s']} s per list at 100k rows",
+            None,
+            "p99 <= 20 ms",
+        ),
+        row("(setup) insert 1,000,000 jobs", f"{seeded_s:.1f} s", "-", None, "-"),
+    ]
+
+
+def _cursor(created: datetime, job_id: uuid.UUID) -> str:
+    raw = f"{created.isoformat()}|{job_id}".encode()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def bench_uploads(api: str, client: ApiClient) -> list[Row]:
+    """Uploads of one 1-MP JPEG each at 8 connections (no worker: only the API's part)."""
+    boundary = "imgconvbench"
+    image = photo_jpeg(1152, 864)
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="format"\r\n\r\nwebp\r\n'
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="p.jpg"\r\n'
+            "Content-Type: image/jpeg\r\n\r\n"
+        ).encode()
+        + image
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    with tempfile.NamedTemporaryFile(suffix=".bin", delete=False) as tmp:
+        tmp.write(body)
+    try:
+        result = wrk(
+            f"{api}/api/v1/jobs",
+            connections=8,
+            headers={"Authorization": f"Bearer {client.token}"},
+            lua=POST_BODY % (tmp.name, boundary),
+        )
+    finally:
+        os.unlink(tmp.name)
+    assert result.non_2xx_3xx == 0, result
+    return [
+        row(
+            "uploads of a 1-MP JPEG, 8 conns",
+            fmt(result),
+            f"seed: {SEED['uploads_rps']:.0f}/s",
+            result.requests_per_s / SEED["uploads_rps"],
+            ">= 2x seed",
+        ),
+    ]
+
+
+def _raw_job(args: tuple[bytes, str, dict[str, Any]]) -> int:
+    data, fmt_name, kwargs = args
+    return len(_raw_convert(data, fmt_name, **kwargs))
+
+
+def bench_conversions(stack: Stack, api: str) -> list[Row]:
+    """Worker throughput (2 processes) against raw Pillow in 2 processes, same conversions."""
+    rows = []
+    cases: list[tuple[str, bytes, int, dict[str, Any], str, dict[str, Any]]] = [
+        ("1-MP JPEG -> PNG", photo_jpeg(1152, 864), 40, {"format": "png"}, "PNG", {}),
+        (
+            "12-MP JPEG -> WebP q85",
+            photo_jpeg(4000, 3000),
+            8,
+            {"format": "webp", "quality": 85},
+            "WEBP",
+            {"quality": 85},
+        ),
+    ]
+    client = ApiClient(api)
+    for name, data, count, fields, fmt_name, kwargs in cases:
+        ids = []
+        for start in range(0, count, 20):
+            batch = [(f"{i}.jpg", data) for i in range(start, min(count, start + 20))]
+            ids += [j["id"] for j in client.upload_ok(batch, **fields)]
+        worker = start_worker(stack, concurrency=2)
+        try:
+            for job_id in ids:
+                assert client.wait_terminal(job_id, timeout=600)["status"] == "completed"
+        finally:
+            worker.stop()
+        with psycopg.connect(pg_url(stack)) as conn:
+            span = conn.execute(
+                "SELECT extract(epoch FROM max(finished_at) - min(started_at)) FROM jobs "
+                "WHERE id = ANY(%s)",
+                ([uuid.UUID(i) for i in ids],),
+            ).fetchone()
+        assert span is not None
+        ours_s = float(span[0])
+        with multiprocessing.get_context("spawn").Pool(2) as pool:
+            pool.map(_raw_job, [(data, fmt_name, kwargs)] * 2)  # warm-up
+            started = time.perf_counter()
+            pool.map(_raw_job, [(data, fmt_name, kwargs)] * count, chunksize=1)
+            raw_s = time.perf_counter() - started
+        rows.append(
+            row(
+                f"conversion throughput, {name}, {count} jobs, 2 processes",
+                f"{count / ours_s:.2f} jobs/s",
+                f"raw Pillow: {count / raw_s:.2f}/s",
+                raw_s / ours_s,
+                ">= 0.95 of raw Pillow",
+            )
+        )
+    client.close()
+    return rows
+
+
+def bench_long_poll_latency(stack: Stack, api: str) -> list[Row]:
+    """How soon after a worker finishes does a long-polling client hear of it."""
+    client = ApiClient(api)
+    worker = start_worker(stack, concurrency=1)
+    delays: list[float] = []
+    try:
+        for i in range(20):
+            job = client.upload_ok([(f"{i}.jpg", photo_jpeg(1152, 864))], format="png")[0]
+            etag = None
+            while True:
+                headers: dict[str, str] = {"If-None-Match": etag} if etag else {}
+                response = client.http.get(
+                    f"/api/v1/jobs/{job['id']}", params={"wait": 30}, headers=headers
+                )
+                received = time.time()
+                if response.status_code == 304:
+                    continue
+                body = response.json()
+                etag = response.headers["etag"]
+                if body["status"] == "completed":
+                    finished = datetime.fromisoformat(body["finished_at"]).timestamp()
+                    delays.append((received - finished) * 1000)
+                    break
+    finally:
+        worker.stop()
+        client.close()
+    p50 = statistics.median(delays)
+    return [
+        row(
+            "long poll: worker finished -> client told (p50 of 20)",
+            f"{p50:.1f} ms",
+            f"max {max(delays):.1f} ms",
+            None,
+            "p50 <= 50 ms",
+        ),
+    ]
+
+
+def main() -> None:
+    """Run every benchmark and print one table."""
+    rows: list[Row] = []
+    with bench_stack() as stack:
+        api_proc, api = start_api(stack)
+        try:
+            client = ApiClient(api)
+            job_id = client.upload_ok([("a.jpg", photo_jpeg(64, 48))])[0]["id"]
+            print("polls...", file=sys.stderr)
+            rows += bench_polls(stack, api, client, job_id)
+            print("uploads...", file=sys.stderr)
+            rows += bench_uploads(api, client)
+            print("conversions...", file=sys.stderr)
+            rows += bench_conversions(stack, api)
+            print("long polls...", file=sys.stderr)
+            rows += bench_long_poll_latency(stack, api)
+            print("job list at 1,000,000 jobs...", file=sys.stderr)
+            rows += bench_list(stack, api, client)
+        finally:
+            api_proc.stop()
+    print(format_table(rows))
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"bench-{time.strftime('%Y%m%dT%H%M%S')}.json"
+    out.write_text(json.dumps(rows, indent=2))
+    print(f"\nsaved {out}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
