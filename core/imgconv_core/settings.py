@@ -63,7 +63,6 @@ class Settings(BaseSettings):
 
     # API
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    public_url: str = "http://127.0.0.1:8000"
 
     @model_validator(mode="before")
     @classmethod
