@@ -224,21 +224,28 @@ def load_config(env: Mapping[str, str], repo_root: Path = REPO_ROOT) -> LocalCon
     data_dir = Path(env.get("IMGCONV_LOCAL_DATA_DIR") or repo_root / ".data").absolute()
     frontend_enabled = _flag(env, "IMGCONV_LOCAL_FRONTEND", default=True)
     default_concurrency = max(1, min(4, os.cpu_count() or 1))
+    host = env.get("IMGCONV_LOCAL_HOST", "").strip() or "127.0.0.1"
+
+    def free_on_host(port: int) -> bool:
+        return port_is_free(port, host)
+
     return LocalConfig(
         repo_root=repo_root,
         data_dir=data_dir,
-        host=env.get("IMGCONV_LOCAL_HOST", "").strip() or "127.0.0.1",
+        host=host,
         pg_port=resolve_port(env, "IMGCONV_LOCAL_PG_PORT", DEFAULT_PG_PORT)
         if database_url is None
         else 0,
         redis_port=resolve_port(env, "IMGCONV_LOCAL_REDIS_PORT", DEFAULT_REDIS_PORT)
         if redis_url is None or broker_url is None
         else 0,
-        api_port=resolve_port(env, "IMGCONV_LOCAL_API_PORT", DEFAULT_API_PORT),
-        frontend_port=resolve_port(env, "IMGCONV_LOCAL_FRONTEND_PORT", DEFAULT_FRONTEND_PORT)
+        api_port=resolve_port(env, "IMGCONV_LOCAL_API_PORT", DEFAULT_API_PORT, free_on_host),
+        frontend_port=resolve_port(
+            env, "IMGCONV_LOCAL_FRONTEND_PORT", DEFAULT_FRONTEND_PORT, free_on_host
+        )
         if frontend_enabled
         else 0,
-        concurrency=int(_number(env, "IMGCONV_LOCAL_CONCURRENCY", default_concurrency)),
+        concurrency=max(1, int(_number(env, "IMGCONV_LOCAL_CONCURRENCY", default_concurrency))),
         frontend_enabled=frontend_enabled,
         pg_account_name=env.get("IMGCONV_LOCAL_PG_USER", "").strip() or DEFAULT_PG_ACCOUNT,
         ready_timeout=_number(env, "IMGCONV_LOCAL_READY_TIMEOUT", 90.0),
