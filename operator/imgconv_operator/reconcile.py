@@ -9,10 +9,10 @@ import datetime
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol
 
 from imgconv_operator import metrics
-from imgconv_operator.kube import JsonObject, KubeClient, KubeError, NotFoundError
+from imgconv_operator.kube import JsonObject, KubeError, NotFoundError
 from imgconv_operator.scaling import (
     CounterReading,
     Decision,
@@ -38,6 +38,7 @@ from imgconv_operator.spec import (
     DELETION_COST_ANNOTATION,
     AutoscalerSpec,
     RabbitMQSourceSpec,
+    RedisSourceSpec,
     SpecError,
     parse_spec,
     paused_replicas,
@@ -48,6 +49,32 @@ log = logging.getLogger(__name__)
 RATE_WINDOW_SECONDS = 30.0  # rates over 30 s smooth the broker's 5 s statistics ticks
 
 EventSink = Callable[[str, str, str], None]  # (type, reason, message)
+
+
+class KubeApi(Protocol):
+    """The API calls a reconcile makes (kube.KubeClient in production, fakes in unit tests)."""
+
+    async def get_deployment(self, namespace: str, name: str) -> JsonObject: ...
+    async def scale_deployment(self, namespace: str, name: str, replicas: int) -> None: ...
+    async def list_pods(
+        self, namespace: str, match_labels: Mapping[str, str]
+    ) -> list[JsonObject]: ...
+    async def annotate_pod(
+        self, namespace: str, name: str, annotations: Mapping[str, str]
+    ) -> None: ...
+    async def list_hpas(self, namespace: str) -> list[JsonObject]: ...
+    async def read_secret(self, namespace: str, name: str) -> dict[str, str]: ...
+
+
+def build_source(
+    src: RabbitMQSourceSpec | RedisSourceSpec, username: str, password: str | None
+) -> QueueSource:
+    """The real source for a spec (RabbitMQ without a Secret uses guest/guest)."""
+    if isinstance(src, RabbitMQSourceSpec):
+        return RabbitMQSource(
+            src.management_url, src.vhost, src.queue, username, password or "guest", src.amqp_url
+        )
+    return RedisListSource(src.url, src.list_key, password)
 
 
 @dataclass
@@ -62,6 +89,9 @@ class AutoscalerRuntime:
     conditions: dict[str, JsonObject] = field(default_factory=dict)
     last_scale_time: str | None = None
     original_replicas: int | None = None
+    make_source: Callable[[RabbitMQSourceSpec | RedisSourceSpec, str, str | None], QueueSource] = (
+        build_source
+    )
 
     async def close_source(self) -> None:
         """Drop the source connection (it is rebuilt, with fresh credentials, next time)."""
@@ -81,7 +111,7 @@ class Reconciler:
 
     def __init__(
         self,
-        kube: KubeClient,
+        kube: KubeApi,
         namespace: str,
         name: str,
         runtime: AutoscalerRuntime,
@@ -281,24 +311,19 @@ class Reconciler:
             return runtime.source
         await runtime.close_source()
         src = spec.source
+        username, password = "guest", None
         try:
-            if isinstance(src, RabbitMQSourceSpec):
-                username = password = "guest"
-                if src.username is not None and src.password is not None:
-                    secret = await self.kube.read_secret(self.namespace, src.username.name)
-                    username = secret[src.username.key]
-                    password = secret[src.password.key]
-                source: QueueSource = RabbitMQSource(
-                    src.management_url, src.vhost, src.queue, username, password, src.amqp_url
-                )
-            else:
-                redis_password = None
-                if src.password is not None:
-                    secret = await self.kube.read_secret(self.namespace, src.password.name)
-                    redis_password = secret[src.password.key]
-                source = RedisListSource(src.url, src.list_key, redis_password)
+            user_ref = src.username if isinstance(src, RabbitMQSourceSpec) else None
+            if user_ref is not None:
+                username = (await self.kube.read_secret(self.namespace, user_ref.name))[
+                    user_ref.key
+                ]
+            if src.password is not None:
+                secret = await self.kube.read_secret(self.namespace, src.password.name)
+                password = secret[src.password.key]
         except (KubeError, KeyError) as exc:
             raise SourceError(f"cannot read the source's credentials Secret: {exc!r}") from exc
+        source = runtime.make_source(src, username, password)
         runtime.source, runtime.source_spec = source, spec.source
         return source
 

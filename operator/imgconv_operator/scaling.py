@@ -160,7 +160,7 @@ def recommend(policy: ScalingPolicy, sample: QueueSample, current: int) -> tuple
     service = estimate_service_seconds(sample)
     if service is None:
         slots = float(sample.work)
-        reason = Reason.BACKLOG
+        reason = Reason.BACKLOG if sample.ready else Reason.IN_FLIGHT
     else:
         arrivals = sample.arrival_rate if sample.arrival_rate is not None else sample.drain_rate
         needed_rate = (arrivals or 0.0) + sample.ready / policy.target_drain_seconds

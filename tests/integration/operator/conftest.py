@@ -21,7 +21,7 @@ import pytest
 import pytest_asyncio
 from kopf.testing import KopfRunner
 
-from tests.integration.operator.rbac import ApiCall, denied, load_rules, parse_call
+from tests.unit.operator.rbac import ApiCall, denied, load_rules, parse_call
 
 NAMESPACE = "imgconv"
 ROOT = Path(__file__).resolve().parents[3]

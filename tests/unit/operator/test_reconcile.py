@@ -1,0 +1,188 @@
+"""One reconcile with a fake API and a fake queue: the glue around the decision."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+from imgconv_operator.reconcile import AutoscalerRuntime, Reconciler
+from imgconv_operator.sources import SourceError, SourceReading
+
+pytestmark = pytest.mark.asyncio
+
+NS = "imgconv"
+COST = "controller.kubernetes.io/pod-deletion-cost"
+SPEC: dict[str, Any] = {
+    "targetRef": {"name": "worker"},
+    "source": {"rabbitmq": {"managementUrl": "http://rabbit:15672", "queue": "conversions"}},
+    "minReplicas": 1,
+    "idleReplicas": 0,
+    "maxReplicas": 10,
+    "targetUtilization": 1.0,
+    "scaleDown": {"stabilizationWindowSeconds": 10},
+}
+
+
+class FakeKube:
+    """Deployments, pods and HPAs in memory; every call recorded in order."""
+
+    def __init__(self, replicas: int | None = 3, ips: tuple[str, ...] = ()) -> None:
+        self.replicas = replicas
+        self.hpas: list[dict[str, Any]] = []
+        self.pods: list[dict[str, Any]] = [
+            {
+                "metadata": {"name": f"w-{i}", "annotations": {}},
+                "status": {"phase": "Running", "podIP": ip},
+            }
+            for i, ip in enumerate(ips)
+        ]
+        self.calls: list[tuple[str, Any]] = []
+
+    async def get_deployment(self, namespace: str, name: str) -> dict[str, Any]:
+        from imgconv_operator.kube import NotFoundError
+
+        if self.replicas is None:
+            raise NotFoundError(404, name)
+        return {"spec": {"replicas": self.replicas, "selector": {"matchLabels": {"app": "w"}}}}
+
+    async def scale_deployment(self, namespace: str, name: str, replicas: int) -> None:
+        self.calls.append(("scale", replicas))
+        self.replicas = replicas
+
+    async def list_pods(
+        self, namespace: str, match_labels: Mapping[str, str]
+    ) -> list[dict[str, Any]]:
+        self.calls.append(("list_pods", dict(match_labels)))
+        return self.pods
+
+    async def annotate_pod(self, namespace: str, name: str, annotations: Mapping[str, str]) -> None:
+        self.calls.append(("annotate", (name, annotations[COST])))
+        for pod in self.pods:
+            if pod["metadata"]["name"] == name:
+                pod["metadata"]["annotations"].update(annotations)
+
+    async def list_hpas(self, namespace: str) -> list[dict[str, Any]]:
+        return self.hpas
+
+    async def read_secret(self, namespace: str, name: str) -> dict[str, str]:
+        return {"username": "u", "password": "p"}
+
+
+class FakeSource:
+    """Returns the reading it is given, or raises when `error` is set."""
+
+    def __init__(self, reading: SourceReading) -> None:
+        self.reading = reading
+        self.error: str | None = None
+
+    async def read(self) -> SourceReading:
+        if self.error:
+            raise SourceError(self.error)
+        return self.reading
+
+    async def close(self) -> None:
+        return None
+
+
+class Harness:
+    """A reconciler wired to fakes, with events collected."""
+
+    def __init__(self, kube: FakeKube, reading: SourceReading, spec: dict[str, Any] = SPEC) -> None:
+        self.kube, self.spec = kube, spec
+        self.source = FakeSource(reading)
+        self.runtime = AutoscalerRuntime(make_source=lambda *_: self.source)
+        self.events: list[tuple[str, str, str]] = []
+        self.status: dict[str, Any] = {}
+
+    async def tick(
+        self, now: float, annotations: Mapping[str, str] | None = None
+    ) -> dict[str, Any]:
+        rec = Reconciler(self.kube, NS, "wa", self.runtime, lambda *e: self.events.append(e))
+        self.status, _ = await rec.run(self.spec, annotations or {}, 1, now)
+        return self.status
+
+    def condition(self, kind: str) -> dict[str, Any]:
+        return next(c for c in self.status["conditions"] if c["type"] == kind)
+
+
+async def test_scale_down_marks_idle_pods_cheap_before_lowering_replicas() -> None:
+    kube = FakeKube(3, ips=("10.0.0.1", "10.0.0.2", "10.0.0.3"))
+    kube.pods[0]["metadata"]["annotations"][COST] = "-100"  # already right: no second patch
+    h = Harness(kube, SourceReading(0, 1, 3, in_flight_by_host={"10.0.0.2": 1}))
+    for now in (0.0, 5.0, 10.0):
+        await h.tick(now)
+    assert kube.replicas == 1
+    annotations = [args for call, args in kube.calls if call == "annotate"]
+    assert sorted(annotations) == [("w-1", "100"), ("w-2", "-100")]
+    assert [c for c, _ in kube.calls].index("scale") > [c for c, _ in kube.calls].index("annotate")
+    assert h.status["busyPods"] == 1
+    assert h.status["reason"] == "InFlight"
+    assert h.events[-1][:2] == ("Normal", "ScaledDown")
+
+
+async def test_without_per_pod_information_nothing_goes_while_work_is_in_flight() -> None:
+    # The Redis source has no per-consumer data; neither has RabbitMQ behind NAT.
+    for by_host in (None, {"192.168.99.1": 1}):
+        kube = FakeKube(4, ips=("10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4"))
+        h = Harness(kube, SourceReading(0, 1, 4, in_flight_by_host=by_host))
+        for now in range(0, 120, 5):
+            await h.tick(float(now))
+        assert kube.replicas == 4
+        assert h.status["busyPods"] is None
+        assert not [c for c, _ in kube.calls if c in {"scale", "annotate"}]
+
+
+async def test_source_errors_fall_back_without_scaling_down_then_recover() -> None:
+    kube = FakeKube(6)
+    h = Harness(kube, SourceReading(0, 0, 0, in_flight_by_host={}))
+    h.source.error = "connection refused"
+    for now in range(0, 60, 5):
+        await h.tick(float(now))
+    assert kube.replicas == 6
+    assert h.condition("Fallback")["status"] == "True"
+    assert [e[1] for e in h.events] == ["SourceError"]
+    h.source.error = None
+    await h.tick(100.0)
+    assert h.condition("Fallback")["status"] == "False"
+    assert h.status["sourceFailures"] == 0
+    assert kube.replicas == 6  # a fresh window is needed before any scale-down
+
+
+async def test_bad_spec_and_missing_target_make_ready_false_with_one_warning() -> None:
+    kube = FakeKube(None)
+    h = Harness(kube, SourceReading(5, 0, 0))
+    await h.tick(0.0)
+    await h.tick(5.0)
+    assert h.condition("Ready")["reason"] == "TargetNotFound"
+    assert [e[1] for e in h.events] == ["TargetNotFound"]
+    h.spec = {**SPEC, "minReplicas": 5, "maxReplicas": 2}
+    await h.tick(10.0)
+    assert h.condition("Ready")["reason"] == "InvalidSpec"
+
+
+async def test_hpa_on_the_same_deployment_stops_the_autoscaler() -> None:
+    kube = FakeKube(1)
+    kube.hpas = [
+        {
+            "metadata": {"name": "old"},
+            "spec": {"scaleTargetRef": {"kind": "Deployment", "name": "worker"}},
+        }
+    ]
+    h = Harness(kube, SourceReading(50, 0, 0))
+    await h.tick(0.0)
+    assert kube.replicas == 1
+    assert h.condition("Ready")["reason"] == "HPAConflict"
+
+
+async def test_pause_annotations() -> None:
+    kube = FakeKube(1)
+    h = Harness(kube, SourceReading(50, 0, 0))
+    await h.tick(0.0, {"imgconv.io/paused": "true"})
+    assert kube.replicas == 1
+    await h.tick(5.0, {"imgconv.io/paused-replicas": "3"})
+    assert kube.replicas == 3
+    assert h.condition("Paused")["status"] == "True"
+    await h.tick(10.0)
+    assert h.condition("Paused")["status"] == "False"
+    assert kube.replicas == 10  # 50 ready, unpaused: up to maxReplicas
