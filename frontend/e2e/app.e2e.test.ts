@@ -88,6 +88,7 @@ describe('imgconv in a real browser', () => {
     await pickFiles('waiting.bmp');
     await page.getByRole('button', { name: /Convert 1 file/ }).click();
     await expectStatus('waiting.bmp', 'queued');
+    await page.screenshot({ path: join(ARTIFACTS, 'convert-desktop-light-queued.png') });
     await card('waiting.bmp').getByRole('button', { name: 'Cancel waiting.bmp' }).click();
     await expectStatus('waiting.bmp', 'canceled', 15_000);
     await eventually(() => page.getByTestId('live-region').textContent()).toMatch(/waiting\.bmp: canceled/);
@@ -97,6 +98,7 @@ describe('imgconv in a real browser', () => {
     await stack.startWorker();
     await page.getByLabel('Convert to').selectOption('webp');
     await page.getByLabel('Quality').fill('70');
+    await page.getByLabel('Max width').fill('400');
     await pickFiles('sunset.png', 'forest.jpg', 'badge.gif');
     await eventually(() => page.getByTestId('upload-item').count()).toBe(3);
     await page.getByRole('button', { name: 'Convert 3 files to WebP' }).click();
@@ -105,7 +107,9 @@ describe('imgconv in a real browser', () => {
 
     const forest = card('forest.jpg');
     await forest.getByText('JPEG → WEBP').waitFor();
-    await eventually(() => forest.getByTestId('job-dimensions').textContent()).toBe('800×600');
+    // Fit inside 400 wide, aspect kept, never upscaled.
+    await eventually(() => forest.getByTestId('job-dimensions').textContent()).toBe('800×600 → 400×300');
+    await eventually(() => card('badge.gif').getByTestId('job-dimensions').textContent()).toBe('320×240');
     await eventually(() => forest.getByTestId('job-saving').textContent()).toMatch(/\(([−+])\d+(\.\d)?%\)/);
     // Thumbnails come from the authenticated /source and /result as blobs.
     const thumb = forest.getByTestId('thumb-result');
@@ -145,6 +149,7 @@ describe('imgconv in a real browser', () => {
     const error = item.getByTestId('upload-error');
     await eventually(() => error.getAttribute('data-code')).toBe('not_an_image');
     await eventually(() => error.textContent()).toMatch(/not a .*image/i);
+    await page.screenshot({ path: join(ARTIFACTS, 'convert-desktop-light-refused.png') });
     await eventually(() => card('notes.jpg').count()).toBe(0);
   });
 

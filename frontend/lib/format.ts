@@ -44,3 +44,18 @@ export function formatDateTime(iso: string): string {
     timeStyle: 'short',
   });
 }
+
+/** "800×600", or "800×600 → 400×300" once a resized result exists. */
+export function formatDimensions(job: {
+  status: string;
+  width: number | null;
+  height: number | null;
+  source_width?: number | null;
+  source_height?: number | null;
+}): string | null {
+  const source = job.source_width && job.source_height ? `${job.source_width}×${job.source_height}` : null;
+  const result = job.width && job.height ? `${job.width}×${job.height}` : null;
+  if (job.status !== 'completed') return source ?? result;
+  if (source && result && source !== result) return `${source} → ${result}`;
+  return result ?? source;
+}

@@ -11,7 +11,7 @@ import { useAnnounce } from '@/components/providers/announcer';
 import { Button } from '@/components/ui/button';
 import { getApiClient } from '@/lib/api/client';
 import { isTerminal, type Job } from '@/lib/api/types';
-import { formatBytes, formatDuration, savingPercent } from '@/lib/format';
+import { formatBytes, formatDimensions, formatDuration, savingPercent } from '@/lib/format';
 import { useNow } from '@/lib/hooks/use-now';
 import { updateListedJob } from '@/lib/jobs/cache';
 import { canonicalFormat } from '@/lib/jobs/files';
@@ -80,6 +80,7 @@ export function JobCard({ job: listed, longPoll }: { job: Job; longPoll: boolean
   const source = canonicalFormat(job.source_format).toUpperCase() || '?';
   const target = canonicalFormat(job.target_format).toUpperCase();
   const titleId = `job-${job.id}-title`;
+  const dimensions = formatDimensions(job);
 
   return (
     <li
@@ -115,11 +116,7 @@ export function JobCard({ job: listed, longPoll }: { job: Job; longPoll: boolean
             {source} → {target}
           </span>
           <SizeLine job={job} />
-          {job.width && job.height ? (
-            <span data-testid="job-dimensions">
-              {job.width}×{job.height}
-            </span>
-          ) : null}
+          {dimensions && <span data-testid="job-dimensions">{dimensions}</span>}
           <span className="tabular-nums">{elapsedText(job, now)}</span>
         </div>
         {job.status === 'failed' && job.error && (

@@ -30,8 +30,12 @@ export interface Job {
   options: Record<string, unknown>;
   source_bytes: number | null;
   result_bytes: number | null;
+  /** Of the result, once there is one. */
   width: number | null;
   height: number | null;
+  /** Of the original (sent by the API since v1; optional so older answers still parse). */
+  source_width?: number | null;
+  source_height?: number | null;
   created_at: string;
   started_at: string | null;
   finished_at: string | null;

@@ -9,7 +9,7 @@ import { parseStats } from '@/lib/api/types';
 import { limitsFromApi } from '@/lib/config';
 import { apiBaseUrl, proxyToApi } from '@/lib/api-proxy';
 import { resultFilename, uniqueNames } from '@/lib/jobs/files';
-import { formatBytes, savingPercent } from '@/lib/format';
+import { formatBytes, formatDimensions, savingPercent } from '@/lib/format';
 
 describe('ApiClient', () => {
   it('asks for one token however many calls need it, and keeps it', async () => {
@@ -92,6 +92,15 @@ describe('names and figures', () => {
     expect(savingPercent(1000, 250)).toBe(75);
     expect(savingPercent(1000, 1500)).toBe(-50);
     expect(savingPercent(null, 10)).toBeNull();
+  });
+
+  it('shows source and result dimensions when a resize changed them', () => {
+    const base = { width: null, height: null, source_width: 800, source_height: 600 };
+    expect(formatDimensions({ ...base, status: 'queued' })).toBe('800×600');
+    expect(formatDimensions({ ...base, status: 'completed', width: 400, height: 300 })).toBe('800×600 → 400×300');
+    expect(formatDimensions({ ...base, status: 'completed', width: 800, height: 600 })).toBe('800×600');
+    expect(formatDimensions({ status: 'completed', width: 10, height: 5 })).toBe('10×5');
+    expect(formatDimensions({ status: 'failed', width: null, height: null })).toBeNull();
   });
 });
 
