@@ -79,8 +79,22 @@ class ImageInfo:
     mime_type: str
 
 
+def _pillow_orients_tiff() -> bool:
+    # Recent Pillow applies a TIFF's orientation tag itself (size at open, pixels at load);
+    # older versions leave it to the caller. Probe once rather than trust a version number.
+    out = BytesIO()
+    Image.new("L", (2, 1)).save(out, "TIFF", tiffinfo={ExifTags.Base.Orientation: 6})
+    with Image.open(out) as probe:
+        return probe.size == (1, 2)
+
+
+_PILLOW_ORIENTS_TIFF = _pillow_orients_tiff()
+
+
 def exif_orientation(im: Image.Image) -> int:
-    """Return the EXIF orientation (1-8) from already-parsed metadata, 1 if absent or invalid."""
+    """Return the EXIF orientation (1-8) still to be applied to the decoded pixels, else 1."""
+    if im.format == "TIFF" and _PILLOW_ORIENTS_TIFF:
+        return 1
     # A PNG eXIf chunk after the image data would force a full decode just to read it.
     if im.format == "PNG" and "exif" not in im.info and "Raw profile type exif" not in im.info:
         return 1

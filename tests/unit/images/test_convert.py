@@ -11,7 +11,7 @@ from imgconv_core.errors import (
 )
 from imgconv_core.images.convert import ConversionOptions, convert_image, fit_within
 from imgconv_core.images.formats import ImageFormat
-from imgconv_core.images.inspect import ImageLimits
+from imgconv_core.images.inspect import ImageLimits, inspect_image
 from PIL import Image, ImageSequence, JpegImagePlugin
 
 from .factories import (
@@ -552,3 +552,27 @@ def test_float_tiff_with_non_finite_values_still_converts() -> None:
     out = convert(encode(im, "TIFF"), ImageFormat.PNG)
     assert out.mode == "L"
     assert 120 <= grey_at(out, (3, 3)) <= 135  # 0.5 of a 0..1 range, not black
+
+
+@pytest.mark.parametrize("source", ["PNG", "WEBP", "TIFF", "AVIF", "HEIF"])
+@pytest.mark.parametrize("orientation", [3, 6, 8])
+def test_exif_orientation_from_every_format_that_carries_it(source: str, orientation: int) -> None:
+    op = STORED_FROM_DISPLAYED[orientation]
+    assert op is not None
+    stored = quadrants(80, 60).transpose(op)
+    exif = exif_with(orientation=orientation)
+    kwargs: dict[str, object] = {"lossless": True} if source == "WEBP" else {}
+    if source == "TIFF":
+        kwargs["tiffinfo"] = exif
+    elif source == "HEIF":
+        kwargs.update(exif=exif.tobytes(), quality=95)
+    else:
+        kwargs["exif"] = exif
+    data = encode(stored, source, **kwargs)
+    info = inspect_image(data, LIMITS)
+    assert (info.width, info.height) == (80, 60)
+    out = convert(data, ImageFormat.PNG, strip_metadata=False)
+    assert out.size == (80, 60)
+    got = quadrant_colours(out)
+    assert all(close(g, e, 50) for g, e in zip(got, EXPECTED_QUADRANTS, strict=True)), got
+    assert out.getexif().get(0x0112, 1) == 1
