@@ -353,7 +353,9 @@ def _children(run: LocalRun) -> set[int]:
     return descendants(run.process.pid)
 
 
-def test_make_up_serves_the_api_stops_on_ctrl_c_and_reuses_its_data(make_up: MakeUp) -> None:
+def test_make_up_stops_on_ctrl_c_reuses_its_data_and_fails_if_a_service_dies(
+    make_up: MakeUp,
+) -> None:
     first = make_up.start()
     first.wait_ready(make_up.api_url + "/readyz")
     children = _children(first)
@@ -375,25 +377,17 @@ def test_make_up_serves_the_api_stops_on_ctrl_c_and_reuses_its_data(make_up: Mak
     assert "initdb " not in second.output
     with psycopg.connect(make_up.pg_dsn) as conn:
         assert conn.execute("SELECT note FROM marker").fetchall() == [("kept",)]
-    assert second.stop(signal.SIGTERM) == 0, second.output
+    # Now a service dies: everything else must stop and `make up` must fail.
+    table = process_table()
+    (redis_pid,) = [pid for pid in children if f"127.0.0.1:{make_up.redis_port}" in table[pid][1]]
+    os.kill(redis_pid, signal.SIGKILL)
+    assert second.finish() == 1, second.output
+    assert "redis exited unexpectedly (by SIGKILL)" in second.output
     assert not wait_all_gone(children), second.output
     assert "database system is shut down" in second.output
 
 
-def test_make_up_stops_everything_and_fails_when_a_service_dies(make_up: MakeUp) -> None:
-    run = make_up.start()
-    run.wait_ready(make_up.api_url + "/readyz")
-    children = _children(run)
-    table = process_table()
-    (redis_pid,) = [pid for pid in children if f"127.0.0.1:{make_up.redis_port}" in table[pid][1]]
-    os.kill(redis_pid, signal.SIGKILL)
-    assert run.finish() == 1, run.output
-    assert "redis exited unexpectedly" in run.output
-    assert not wait_all_gone(children), run.output
-    assert "database system is shut down" in run.output
-
-
-def test_ctrl_c_during_startup_stops_what_was_started(make_up: MakeUp) -> None:
+def test_sigterm_during_startup_stops_what_was_started(make_up: MakeUp) -> None:
     run = make_up.start()
     deadline = time.monotonic() + 60
     while not any(line.startswith("redis ") for line in run.lines):
@@ -401,7 +395,7 @@ def test_ctrl_c_during_startup_stops_what_was_started(make_up: MakeUp) -> None:
         assert time.monotonic() < deadline, run.output
         time.sleep(0.05)
     children = _children(run)
-    assert run.stop(signal.SIGINT) == 0, run.output
+    assert run.stop(signal.SIGTERM) == 0, run.output
     assert not wait_all_gone(children), run.output
     assert "database system is shut down" in run.output
     assert "api " not in run.output
