@@ -47,6 +47,27 @@ async function pickFiles(...names: string[]): Promise<void> {
   await page.getByTestId('file-input').setInputFiles(names.map((name) => join(IMAGES, name)));
 }
 
+/** Drag files from "outside" onto the drop zone, as a desktop file manager would. */
+async function dropFiles(...names: string[]): Promise<void> {
+  const files = names.map((name) => ({
+    name,
+    type: name.endsWith('.png') ? 'image/png' : name.endsWith('.gif') ? 'image/gif' : 'image/jpeg',
+    base64: readFileSync(join(IMAGES, name)).toString('base64'),
+  }));
+  const dataTransfer = await page.evaluateHandle((list) => {
+    const transfer = new DataTransfer();
+    for (const file of list) {
+      const bytes = Uint8Array.from(atob(file.base64), (c) => c.charCodeAt(0));
+      transfer.items.add(new File([bytes], file.name, { type: file.type }));
+    }
+    return transfer;
+  }, files);
+  const zone = page.getByTestId('drop-zone');
+  await zone.dispatchEvent('dragenter', { dataTransfer });
+  await eventually(() => zone.getAttribute('data-dragging')).toBe('true');
+  await zone.dispatchEvent('drop', { dataTransfer });
+}
+
 beforeAll(async () => {
   mkdirSync(ARTIFACTS, { recursive: true });
   stack.makeImages(IMAGES);
@@ -99,7 +120,8 @@ describe('imgconv in a real browser', () => {
     await page.getByLabel('Convert to').selectOption('webp');
     await page.getByLabel('Quality').fill('70');
     await page.getByLabel('Max width').fill('400');
-    await pickFiles('sunset.png', 'forest.jpg', 'badge.gif');
+    await dropFiles('sunset.png', 'forest.jpg');
+    await pickFiles('badge.gif');
     await eventually(() => page.getByTestId('upload-item').count()).toBe(3);
     await page.getByRole('button', { name: 'Convert 3 files to WebP' }).click();
     for (const name of ['sunset.png', 'forest.jpg', 'badge.gif']) await expectStatus(name, 'completed');
@@ -145,12 +167,14 @@ describe('imgconv in a real browser', () => {
     await pickFiles('notes.jpg');
     await page.getByRole('button', { name: 'Convert 1 file to WebP' }).click();
     const item = page.locator('[data-testid="upload-item"][data-filename="notes.jpg"]');
-    await item.and(page.locator('[data-status="error"]')).waitFor();
+    await item.and(page.locator('[data-status="rejected"]')).waitFor();
     const error = item.getByTestId('upload-error');
     await eventually(() => error.getAttribute('data-code')).toBe('not_an_image');
     await eventually(() => error.textContent()).toMatch(/not a .*image/i);
     await page.screenshot({ path: join(ARTIFACTS, 'convert-desktop-light-refused.png') });
     await eventually(() => card('notes.jpg').count()).toBe(0);
+    // Sending it again cannot help, so there is nothing to convert.
+    expect(await page.getByTestId('convert-button').isDisabled()).toBe(true);
   });
 
   step('jobs come back after a reload', async () => {

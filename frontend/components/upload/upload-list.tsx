@@ -65,6 +65,7 @@ export function UploadList({ items, onCancel, onRemove }: UploadListProps) {
             {failed && item.problem && (
               <p id={problemId} className="text-xs text-destructive" data-testid="upload-error" data-code={item.problem.code}>
                 {item.problem.message}
+                {item.status === 'error' && ' It is sent again with the next Convert.'}
               </p>
             )}
           </li>

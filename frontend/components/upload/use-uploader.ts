@@ -11,7 +11,7 @@ import type { ConversionOptions } from '@/lib/api/types';
 import { UPLOAD_CONCURRENCY, limitsFromApi, type UploadLimits } from '@/lib/config';
 import { addRecentJobs } from '@/lib/jobs/cache';
 import { runPool, sendableItems, uploadReducer, type UploadItem } from '@/lib/upload/queue';
-import { uploadFiles } from '@/lib/upload/send';
+import { isRetryableUploadError, uploadFiles } from '@/lib/upload/send';
 import { checkBatch } from '@/lib/upload/validate';
 
 let nextItemId = 0;
@@ -90,7 +90,7 @@ export function useUploader() {
           return;
         }
         const problem = problemForFile(error, item.file.name);
-        dispatch({ type: 'failed', id: item.id, problem });
+        dispatch({ type: 'failed', id: item.id, problem, retryable: isRetryableUploadError(error) });
         announce(`${item.file.name} was not accepted: ${problem.message}`);
       } finally {
         controllers.current.delete(item.id);

@@ -10,7 +10,8 @@ export interface UploadItem<F extends FileLike = File> {
   status: UploadStatus;
   /** Fraction of the file sent, 0..1. */
   progress: number;
-  /** Why it was refused: by the browser's checks (`rejected`) or by the API (`error`). */
+  /** Why it was refused (`rejected`: by the browser's checks or the API; sending it again
+   * cannot help) or why sending failed (`error`: network or server trouble; it can be retried). */
   problem: FileProblem | null;
 }
 
@@ -20,7 +21,8 @@ export type UploadAction<F extends FileLike = File> =
   | { type: 'progress'; id: string; progress: number }
   /** Accepted by the API: the job list takes over, so the item leaves this list. */
   | { type: 'succeeded'; id: string }
-  | { type: 'failed'; id: string; problem: FileProblem }
+  /** `retryable`: sending it again may work (network, 5xx); else the API refused the file. */
+  | { type: 'failed'; id: string; problem: FileProblem; retryable: boolean }
   /** Back to waiting, e.g. after the user aborted it. */
   | { type: 'reset'; id: string }
   | { type: 'remove'; id: string }
@@ -53,7 +55,7 @@ export function uploadReducer<F extends FileLike>(
     case 'failed':
       return update(action.id, (item) => ({
         ...item,
-        status: 'error',
+        status: action.retryable ? 'error' : 'rejected',
         progress: 0,
         problem: action.problem,
       }));
@@ -66,7 +68,7 @@ export function uploadReducer<F extends FileLike>(
   }
 }
 
-/** Items that a "Convert" click would send: waiting ones and ones the API refused (a retry). */
+/** Items that a "Convert" click would send: waiting ones and ones whose sending failed. */
 export function sendableItems<F extends FileLike>(items: readonly UploadItem<F>[]): UploadItem<F>[] {
   return items.filter((item) => item.status === 'ready' || item.status === 'error');
 }

@@ -109,6 +109,12 @@ export function sendUpload({
   });
 }
 
+/** Failures where sending the same file again may succeed. */
+export function isRetryableUploadError(error: unknown): boolean {
+  if (error instanceof NetworkError) return true;
+  return error instanceof ApiError && (error.status === 429 || error.status >= 500);
+}
+
 export type Sleep = (ms: number, signal?: AbortSignal) => Promise<void>;
 
 export const sleep: Sleep = (ms, signal) =>
@@ -174,10 +180,10 @@ export async function uploadFiles(
         attempt--;
         continue;
       }
-      const retryable =
+      const transient =
         (error instanceof ApiError && (error.status === 429 || error.status === 503)) ||
         error instanceof NetworkError;
-      if (!retryable || attempt >= maxRetries) throw error;
+      if (!transient || attempt >= maxRetries) throw error;
       const hinted = error instanceof ApiError ? error.retryAfter : null;
       const delayMs = hinted !== null ? hinted * 1000 : 1000 * 2 ** attempt;
       onProgress?.(0);

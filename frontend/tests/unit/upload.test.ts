@@ -4,7 +4,7 @@ import { ApiError, NetworkError, fileProblemsFromDetails, problemForFile } from 
 import type { ConversionOptions } from '@/lib/api/types';
 import { DEFAULT_LIMITS } from '@/lib/config';
 import { runPool, sendableItems, uploadReducer, type UploadItem } from '@/lib/upload/queue';
-import { sendUpload, uploadFiles, type UploadXhr } from '@/lib/upload/send';
+import { isRetryableUploadError, sendUpload, uploadFiles, type UploadXhr } from '@/lib/upload/send';
 import { checkBatch } from '@/lib/upload/validate';
 
 import { apiWith, delay, makeJob, scriptedFetch } from './helpers';
@@ -202,6 +202,14 @@ describe('uploadFiles', () => {
     expect(FakeXhr.sent).toHaveLength(3);
   });
 
+  it('tells refused files from failed sends', () => {
+    expect(isRetryableUploadError(new ApiError(415, 'invalid_files', 'no'))).toBe(false);
+    expect(isRetryableUploadError(new ApiError(413, 'file_too_large', 'no'))).toBe(false);
+    expect(isRetryableUploadError(new ApiError(429, 'rate_limited', 'later'))).toBe(true);
+    expect(isRetryableUploadError(new ApiError(502, 'api_unreachable', 'down'))).toBe(true);
+    expect(isRetryableUploadError(new NetworkError())).toBe(true);
+  });
+
   it('does not retry a rejected file', async () => {
     const { fetchImpl } = scriptedFetch(() => new Response(null, { status: 500 }));
     await expect(
@@ -313,14 +321,18 @@ describe('upload list state', () => {
       ['c', 'rejected', 0],
     ]);
     state = uploadReducer(state, { type: 'succeeded', id: 'a' });
-    state = uploadReducer(state, { type: 'failed', id: 'b', problem: { code: 'not_an_image', message: 'no' } });
+    state = uploadReducer(state, { type: 'add', items: [item('d'), item('e')] });
+    state = uploadReducer(state, { type: 'failed', id: 'b', problem: { code: 'not_an_image', message: 'no' }, retryable: false });
+    state = uploadReducer(state, { type: 'failed', id: 'd', problem: { code: 'network_error', message: 'offline' }, retryable: true });
     expect(state.map((i) => [i.id, i.status])).toEqual([
-      ['b', 'error'],
+      ['b', 'rejected'],
       ['c', 'rejected'],
+      ['d', 'error'],
+      ['e', 'ready'],
     ]);
-    // A file the API refused can be sent again; one the browser refused cannot.
-    expect(sendableItems(state).map((i) => i.id)).toEqual(['b']);
-    expect(uploadReducer(state, { type: 'clearProblems' })).toEqual([]);
+    // Waiting files and failed sends go out on the next click; refused files never do.
+    expect(sendableItems(state).map((i) => i.id)).toEqual(['d', 'e']);
+    expect(uploadReducer(state, { type: 'clearProblems' }).map((i) => i.id)).toEqual(['e']);
   });
 
   it('runs at most `limit` uploads at once and finishes all despite failures', async () => {
