@@ -345,5 +345,5 @@ def our_policy(trace: Trace) -> ScalingPolicy:
         idle_replicas=0,
         target_drain_seconds=30.0,
         scale_up=StepPolicy(0.0, 10, 100),
-        scale_down=StepPolicy(60.0, 0, 100),
+        scale_down=StepPolicy(60.0, 0, 100, 60.0),
     )

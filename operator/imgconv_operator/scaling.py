@@ -28,6 +28,7 @@ class Reason(StrEnum):
     STABILIZING = "Stabilizing"  # scale-down wanted, but the window does not agree yet
     STEP_LIMITED = "StepLimited"  # moved, but by at most the step limit
     ABOVE_MAX = "AboveMax"  # current count above maxReplicas: corrected at once
+    COOLDOWN = "Cooldown"  # scaled down recently: batch pods that free up one by one
     STEADY = "Steady"  # nothing to change
     FALLBACK = "Fallback"  # queue unreadable: hold (or the fixed fallback count, never lower)
     PAUSED = "Paused"  # imgconv.io/paused or imgconv.io/paused-replicas
@@ -40,6 +41,7 @@ class StepPolicy:
     stabilization_seconds: float
     max_step: int = 0  # pods per decision; the larger of this and max_step_percent wins
     max_step_percent: int = 100  # of the current count; both 0 means unlimited
+    cooldown_seconds: float = 0.0  # after a move this way, the next one waits this long
 
     def limit(self, current: int) -> int | None:
         """Largest change allowed from `current` in one decision (None: unlimited)."""
@@ -62,7 +64,7 @@ class ScalingPolicy:
     target_drain_seconds: float = 30.0
     tolerance: float = 0.1
     scale_up: StepPolicy = field(default_factory=lambda: StepPolicy(0.0, 10, 100))
-    scale_down: StepPolicy = field(default_factory=lambda: StepPolicy(60.0, 0, 100))
+    scale_down: StepPolicy = field(default_factory=lambda: StepPolicy(60.0, 0, 100, 60.0))
 
     @property
     def idle_level(self) -> int:
@@ -102,12 +104,13 @@ class ScalerMemory:
 
     recommendations: tuple[Recommendation, ...] = ()
     since: float | None = None
+    last_scale_down: float | None = None
 
     def remember(self, at: float, replicas: int, keep_seconds: float) -> ScalerMemory:
         """Add a recommendation and forget those older than `keep_seconds`."""
         kept = tuple(r for r in self.recommendations if r.at >= at - keep_seconds)
         since = at if self.since is None else self.since
-        return ScalerMemory((*kept, Recommendation(at, replicas)), since)
+        return ScalerMemory((*kept, Recommendation(at, replicas)), since, self.last_scale_down)
 
     def window(self, now: float, seconds: float) -> list[int]:
         """Recommendations made within the last `seconds` (including now)."""
@@ -232,13 +235,20 @@ def decide(
         if desired >= current:
             held_by_tasks = floor >= current and stabilized < current
             return replace(result, reason=Reason.IN_FLIGHT if held_by_tasks else Reason.STABILIZING)
+        last = memory.last_scale_down
+        cooling = last is not None and now - last < policy.scale_down.cooldown_seconds
+        if cooling and desired > policy.idle_level:
+            # Pods free up one by one while long tasks finish; one step per cooldown instead
+            # of one per pod. Going all the way to the idle level is never held back.
+            return replace(result, reason=Reason.COOLDOWN)
         if floor > lowest:
             why = Reason.IN_FLIGHT
         elif limit is not None and lowest == current - limit and lowest > stabilized:
             why = Reason.STEP_LIMITED
         else:
             why = reason
-        return replace(result, desired=desired, reason=why)
+        memory = replace(memory, last_scale_down=now)
+        return replace(result, desired=desired, reason=why, memory=memory)
 
     return replace(result, reason=Reason.STEADY if reason != Reason.WITHIN_TOLERANCE else reason)
 

@@ -76,12 +76,15 @@ def _float(spec: Mapping[str, Any], key: str, default: float, low: float, high: 
     return float(value)
 
 
-def _step(spec: Mapping[str, Any] | None, window: float, step: int, percent: int) -> StepPolicy:
+def _step(
+    spec: Mapping[str, Any] | None, window: float, step: int, percent: int, cooldown: float = 0.0
+) -> StepPolicy:
     spec = spec or {}
     return StepPolicy(
         stabilization_seconds=_float(spec, "stabilizationWindowSeconds", window, 0, 3600),
         max_step=_int(spec, "maxStep", step),
         max_step_percent=_int(spec, "maxStepPercent", percent),
+        cooldown_seconds=_float(spec, "cooldownSeconds", cooldown, 0, 3600),
     )
 
 
@@ -143,7 +146,7 @@ def parse_spec(spec: Mapping[str, Any]) -> AutoscalerSpec:
         target_drain_seconds=_float(spec, "targetDrainSeconds", 30.0, 1.0, 86400.0),
         tolerance=_float(spec, "tolerance", 0.1, 0.0, 0.5),
         scale_up=_step(spec.get("scaleUp"), 0.0, 10, 100),
-        scale_down=_step(spec.get("scaleDown"), 60.0, 0, 100),
+        scale_down=_step(spec.get("scaleDown"), 60.0, 0, 100, cooldown=60.0),
     )
     fallback_spec = spec.get("fallback") or {}
     fixed = fallback_spec.get("replicas")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from imgconv_operator.scaling import (
@@ -107,6 +109,30 @@ def test_scale_down_keeps_busy_pods() -> None:
     assert counts[-1] == 3
 
 
+def test_cooldown_batches_pods_that_free_up_one_by_one() -> None:
+    policy = ScalingPolicy(
+        target_utilization=1.0,
+        min_replicas=1,
+        idle_replicas=0,
+        max_replicas=20,
+        scale_down=StepPolicy(10.0, 0, 100, cooldown_seconds=30.0),
+    )
+    memory, current, changes = ScalerMemory(), 10, []
+    # One long task finishes every 5 s: 10 busy pods, then 9, ... then none.
+    for step in range(0, 20):
+        in_flight = max(0, 10 - step)
+        sample = QueueSample(ready=0, unacked=in_flight, busy_pods=in_flight)
+        decision = decide(policy, sample, current, memory, step * 5.0)
+        if decision.desired != current:
+            changes.append((step * 5.0, decision.desired))
+        memory, current = decision.memory, decision.desired
+    assert current == 0
+    times = [t for t, _ in changes]
+    # The last change goes to the idle level, which never waits for the cooldown.
+    assert all(b - a >= 30.0 for a, b in itertools.pairwise(times[:-1]))
+    assert len(changes) < 10  # one per freed pod would be 10
+
+
 def test_unknown_busyness_means_no_scale_down_while_anything_is_in_flight() -> None:
     # Redis broker: no per-pod information, so every pod may be busy.
     sample = QueueSample(ready=0, unacked=1, busy_pods=None)
@@ -176,7 +202,9 @@ policies = st.builds(
     target_drain_seconds=st.floats(1.0, 600.0),
     tolerance=st.floats(0.0, 0.3),
     scale_up=st.builds(StepPolicy, st.floats(0, 120), st.integers(0, 10), st.integers(0, 200)),
-    scale_down=st.builds(StepPolicy, st.floats(0, 600), st.integers(0, 10), st.integers(0, 200)),
+    scale_down=st.builds(
+        StepPolicy, st.floats(0, 600), st.integers(0, 10), st.integers(0, 200), st.floats(0, 300)
+    ),
 )
 rates = st.one_of(st.none(), st.floats(0.0, 200.0))
 samples = st.builds(
