@@ -8,7 +8,7 @@ import * as React from 'react';
 import { JobStatusBadge, STATUS_LABELS } from '@/components/jobs/job-status-badge';
 import { useJobActions } from '@/components/jobs/use-job-actions';
 import { Button } from '@/components/ui/button';
-import { Card, CardContent, CardDescription, CardHeader, CardTitle } from '@/components/ui/card';
+import { Card, CardContent, CardDescription, CardHeader } from '@/components/ui/card';
 import { Label } from '@/components/ui/label';
 import { NativeSelect } from '@/components/ui/native-select';
 import { getApiClient } from '@/lib/api/client';
@@ -129,11 +129,14 @@ export function HistoryView() {
     <Card>
       <CardHeader className="flex-row flex-wrap items-end justify-between gap-3 space-y-0">
         <div className="flex flex-col gap-1.5">
-          <CardTitle>
-            <h1 ref={headingRef} tabIndex={-1} className="outline-none">
-              History
-            </h1>
-          </CardTitle>
+          {/* The page's h1, focused after paging so screen readers start at the top. */}
+          <h1
+            ref={headingRef}
+            tabIndex={-1}
+            className="text-base font-semibold leading-none tracking-tight outline-none"
+          >
+            History
+          </h1>
           <CardDescription>All your conversions, newest first.</CardDescription>
         </div>
         <div className="flex w-full flex-col gap-2 sm:w-48">

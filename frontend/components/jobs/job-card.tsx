@@ -10,10 +10,11 @@ import { useJobActions } from '@/components/jobs/use-job-actions';
 import { useAnnounce } from '@/components/providers/announcer';
 import { Button } from '@/components/ui/button';
 import { getApiClient } from '@/lib/api/client';
+import { ApiError } from '@/lib/api/errors';
 import { isTerminal, type Job } from '@/lib/api/types';
 import { formatBytes, formatDimensions, formatDuration, savingPercent } from '@/lib/format';
 import { useNow } from '@/lib/hooks/use-now';
-import { updateListedJob } from '@/lib/jobs/cache';
+import { forgetJob, updateListedJob } from '@/lib/jobs/cache';
 import { canonicalFormat } from '@/lib/jobs/files';
 import { jobPollOptions } from '@/lib/jobs/poll';
 import { cn } from '@/lib/utils';
@@ -59,7 +60,9 @@ function SizeLine({ job }: { job: Job }) {
 export function JobCard({ job: listed, longPoll }: { job: Job; longPoll: boolean }) {
   const queryClient = useQueryClient();
   const announce = useAnnounce();
-  const { data } = useQuery(jobPollOptions(queryClient, getApiClient(), listed, { longPoll }));
+  const { data, error } = useQuery(
+    jobPollOptions(queryClient, getApiClient(), listed, { longPoll }),
+  );
   const job = data?.job ?? listed;
   const terminal = isTerminal(job.status);
   const now = useNow(1000, !terminal);
@@ -70,6 +73,10 @@ export function JobCard({ job: listed, longPoll }: { job: Job; longPoll: boolean
   React.useEffect(() => {
     if (data?.job && data.job !== listed) updateListedJob(queryClient, data.job);
   }, [data?.job, listed, queryClient]);
+  // Deleted elsewhere (another tab, the retention sweep): it is gone here too.
+  React.useEffect(() => {
+    if (error instanceof ApiError && error.status === 404) forgetJob(queryClient, listed.id);
+  }, [error, listed.id, queryClient]);
   React.useEffect(() => {
     if (lastStatus.current === job.status) return;
     lastStatus.current = job.status;

@@ -2,7 +2,7 @@
 import type { QueryClient } from '@tanstack/react-query';
 
 import type { Job, JobPage, JobStatus } from '@/lib/api/types';
-import { jobKeys, type JobSnapshot } from '@/lib/jobs/poll';
+import { jobKeys } from '@/lib/jobs/poll';
 
 export const RECENT_LIMIT = 50;
 
@@ -39,9 +39,4 @@ export function forgetJob(queryClient: QueryClient, id: string): void {
   );
   queryClient.removeQueries({ queryKey: jobKeys.one(id) });
   queryClient.removeQueries({ queryKey: ['job-file', id] });
-}
-
-/** The newest known state of a job: its poll if it has one, else the list entry. */
-export function latestJob(queryClient: QueryClient, job: Job): Job {
-  return queryClient.getQueryData<JobSnapshot>(jobKeys.one(job.id))?.job ?? job;
 }
