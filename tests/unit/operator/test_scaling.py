@@ -163,6 +163,15 @@ def test_tolerance_holds_small_deviations() -> None:
     assert decision.reason is Reason.WITHIN_TOLERANCE
 
 
+def test_no_scale_up_on_rate_noise_while_nothing_waits() -> None:
+    # The 30 s rates say 3/s arrive but only 2/s finish: noise, since nothing is queued.
+    sample = QueueSample(ready=0, unacked=8, arrival_rate=3.0, drain_rate=2.0)
+    decision = decide(POLICY, sample, 8, ScalerMemory(), 0.0)
+    assert decision.recommendation > 8
+    assert decision.desired == 8
+    assert decision.reason is Reason.NO_BACKLOG
+
+
 def test_fallback_holds_or_raises_never_lowers() -> None:
     hold = FallbackPolicy(failure_threshold=3, replicas=None)
     fixed = FallbackPolicy(failure_threshold=3, replicas=4)
@@ -276,3 +285,32 @@ def test_errors_never_scale_down(
     desired = decide_on_error(FallbackPolicy(threshold, fixed), max_replicas, current, failures)
     assert desired >= current
     assert desired <= max(current, max_replicas)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    policies,
+    st.integers(1, 60),
+    st.lists(
+        st.tuples(st.floats(0.5, 20.0), st.floats(0.7, 1.3), st.integers(1, 100)),
+        min_size=20,
+        max_size=80,
+    ),
+)
+def test_noisy_load_that_the_workers_keep_up_with_never_flaps(
+    policy: ScalingPolicy, current: int, noise: list[tuple[float, float, int]]
+) -> None:
+    # Nothing ever waits (ready == 0): whatever the rate estimates say, the count may drift
+    # one way but must never go up and down again.
+    memory = ScalerMemory()
+    current = max(current, policy.min_replicas, 1)
+    directions: list[Direction] = []
+    for step, (rate, jitter, unacked) in enumerate(noise):
+        sample = QueueSample(
+            ready=0, unacked=unacked, arrival_rate=rate * jitter, drain_rate=rate, busy_pods=1
+        )
+        decision = decide(policy, sample, current, memory, step * 5.0)
+        if decision.direction is not Direction.NONE:
+            directions.append(decision.direction)
+        memory, current = decision.memory, decision.desired
+    assert Direction.UP not in directions or Direction.DOWN not in directions
