@@ -250,6 +250,8 @@ describe('imgconv in a real browser', () => {
       const shot = await shotContext.newPage();
       await shot.goto(stack.webUrl);
       await shot.locator('[data-testid="job-card"][data-status="completed"]').first().waitFor();
+      // Thumbnails load lazily: on a phone the list is below the fold.
+      await shot.getByTestId('job-list').scrollIntoViewIfNeeded();
       // Every visible thumbnail has loaded before the picture is taken.
       await eventually(() =>
         shot.evaluate(() => {

@@ -34,6 +34,9 @@ export const FORMAT_EXTENSIONS: Record<OutputFormat, string> = {
 /** Formats the browser can show in an <img>; others get a placeholder instead of a fetch. */
 export const BROWSER_DISPLAYABLE = new Set(['jpeg', 'jpg', 'png', 'webp', 'gif', 'bmp', 'avif']);
 
+/** Larger images get a placeholder instead of a thumbnail (it would mean downloading them). */
+export const MAX_THUMBNAIL_BYTES = 8 * 1024 * 1024;
+
 /** Input types the API decodes (it sniffs content; this is only the first, cheap filter). */
 export const ACCEPTED_INPUT_MIME_TYPES = [
   'image/jpeg',

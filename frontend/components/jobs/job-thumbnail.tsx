@@ -6,7 +6,8 @@ import * as React from 'react';
 
 import { jobFileQuery } from '@/components/jobs/use-job-actions';
 import type { Job } from '@/lib/api/types';
-import { BROWSER_DISPLAYABLE } from '@/lib/config';
+import { BROWSER_DISPLAYABLE, MAX_THUMBNAIL_BYTES } from '@/lib/config';
+import { useInView } from '@/lib/hooks/use-in-view';
 import { useObjectUrl } from '@/lib/hooks/use-object-url';
 import { canonicalFormat } from '@/lib/jobs/files';
 import { cn } from '@/lib/utils';
@@ -20,10 +21,13 @@ interface JobThumbnailProps {
 /** The original or converted image, fetched with the bearer token and shown from a blob URL. */
 export function JobThumbnail({ job, kind, className }: JobThumbnailProps) {
   const format = canonicalFormat(kind === 'source' ? job.source_format : job.target_format);
-  const displayable = BROWSER_DISPLAYABLE.has(format);
+  const bytes = kind === 'source' ? job.source_bytes : job.result_bytes;
+  const displayable =
+    BROWSER_DISPLAYABLE.has(format) && (bytes === null || bytes <= MAX_THUMBNAIL_BYTES);
+  const [ref, inView] = useInView<HTMLElement>();
   const { data, isError } = useQuery({
     ...jobFileQuery(job.id, kind),
-    enabled: job.status === 'completed' && displayable,
+    enabled: job.status === 'completed' && displayable && inView,
   });
   const url = useObjectUrl(data?.blob);
   const [broken, setBroken] = React.useState(false);
@@ -31,6 +35,7 @@ export function JobThumbnail({ job, kind, className }: JobThumbnailProps) {
 
   return (
     <figure
+      ref={ref}
       className={cn(
         'relative flex h-16 w-16 shrink-0 items-center justify-center overflow-hidden rounded-md border bg-muted sm:h-20 sm:w-20',
         // A checkerboard shows transparency.
