@@ -17,6 +17,7 @@ from urllib.parse import parse_qsl
 from imgconv_core import status_cache
 from imgconv_core.db import job_store
 from imgconv_core.errors import ImgconvError, JobNotFound, Unauthorized
+from imgconv_core.job_ids import job_id_belongs
 from imgconv_core.jobs import API_PREFIX
 from imgconv_core.status_cache import CachedJob
 from imgconv_core.tokens import verify_token
@@ -111,11 +112,14 @@ async def answer_poll(
     if_none_match: str | None,
 ) -> PollAnswer:
     """The answer to `GET /api/v1/jobs/{id}` (raises domain errors for 401/404)."""
-    owner = client_of(state, authorization).hex
+    client_id = client_of(state, authorization)
+    owner = client_id.hex
     try:
         job_id = uuid.UUID(raw_job_id)
     except ValueError:
         raise JobNotFound("no such job") from None
+    if not job_id_belongs(state.secret, client_id, job_id):
+        raise JobNotFound("no such job")  # random, forged or another client's id: no I/O
     entry = await read_status(state, job_id)
     if entry is None or entry.owner != owner:
         raise JobNotFound("no such job")

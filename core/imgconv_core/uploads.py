@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -70,7 +70,10 @@ class UploadFile(Protocol):
 
 
 def prepare_jobs(
-    request: ConversionRequest, files: Sequence[UploadFile], limits: ImageLimits
+    request: ConversionRequest,
+    files: Sequence[UploadFile],
+    limits: ImageLimits,
+    new_id: Callable[[], uuid.UUID],
 ) -> list[NewJob]:
     """Inspect every file (sniffed content, header-only limits); InvalidFiles lists bad ones."""
     jobs: list[NewJob] = []
@@ -94,7 +97,7 @@ def prepare_jobs(
             continue
         jobs.append(
             NewJob(
-                id=uuid.uuid4(),
+                id=new_id(),
                 filename=upload.filename,
                 data=data,
                 source_format=info.format,

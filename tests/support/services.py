@@ -170,6 +170,8 @@ def start_api(stack: Stack, **extra: str) -> tuple[Process, str]:
             str(port),
             "--log-level",
             "warning",
+            "--no-access-log",
+            "--no-proxy-headers",
         ],
         stack.env(**extra),
         stack.log_dir,

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from imgconv_core import status_cache
 from imgconv_core.db.job_store import decode_cursor
 from imgconv_core.errors import InvalidRequest
+from imgconv_core.job_ids import job_id_belongs, new_job_id
 from imgconv_core.jobs import JobStatus, JobView, can_transition, job_links
 from imgconv_core.settings import Settings
 from imgconv_core.tokens import hash_token, issue_token, verify_token
@@ -108,3 +109,19 @@ def test_list_settings_accept_comma_separated_env(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("IMGCONV_TRUSTED_PROXIES", "not-an-ip")
     with pytest.raises(ValidationError):
         Settings()
+
+
+def test_job_ids_are_bound_to_their_client() -> None:
+    alice, bob = uuid.uuid4(), uuid.uuid4()
+    job_id = new_job_id(SECRET, alice)
+    assert job_id.version == 8
+    assert job_id.variant == uuid.RFC_4122
+    assert job_id_belongs(SECRET, alice, job_id)
+    assert not job_id_belongs(SECRET, bob, job_id)
+    assert not job_id_belongs(b"other" * 8, alice, job_id)
+    assert new_job_id(SECRET, alice) != job_id
+
+
+@given(st.uuids())
+def test_random_ids_do_not_belong_to_anyone(job_id: uuid.UUID) -> None:
+    assert not job_id_belongs(SECRET, uuid.UUID(int=1), job_id)

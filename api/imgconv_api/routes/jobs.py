@@ -18,6 +18,7 @@ from imgconv_core.errors import (
 )
 from imgconv_core.images.formats import EXTENSIONS
 from imgconv_core.images.inspect import ImageLimits
+from imgconv_core.job_ids import job_id_belongs, new_job_id
 from imgconv_core.jobs import JobStatus, JobView
 from imgconv_core.storage import blob_key
 from imgconv_core.uploads import parse_conversion_request, prepare_jobs, upload_fingerprint
@@ -45,6 +46,8 @@ def _parse_id(raw: str) -> uuid.UUID:
 
 def _own_job(state: AppState, job_id: uuid.UUID, client_id: uuid.UUID) -> Job:
     """Load a job of this client (another client's job is indistinguishable from none)."""
+    if not job_id_belongs(state.secret, client_id, job_id):
+        raise JobNotFound("no such job")
     with state.sessions() as tx:
         job = job_store.get_job(tx, job_id)
     if job is None or job.client_id != client_id:
@@ -122,7 +125,9 @@ async def create_jobs(
                         "this Idempotency-Key was used for a different upload"
                     )
                 return earlier[1], False
-        new_jobs = prepare_jobs(conversion, form.files, image_limits)
+        new_jobs = prepare_jobs(
+            conversion, form.files, image_limits, lambda: new_job_id(state.secret, client_id)
+        )
         idem = (idempotency_key, fingerprint) if idempotency_key else None
         with transaction(state.sessions) as tx:
             jobs = job_store.insert_jobs(tx, state.store, client_id, new_jobs, idem)
