@@ -109,6 +109,9 @@ describe('imgconv in a real browser', () => {
     await pickFiles('waiting.bmp');
     await page.getByRole('button', { name: /Convert 1 file/ }).click();
     await expectStatus('waiting.bmp', 'queued');
+    // The original is shown while the job waits.
+    const original = card('waiting.bmp').getByTestId('thumb-source');
+    await eventually(() => original.evaluate((img: HTMLImageElement) => img.naturalWidth)).toBe(400);
     await page.screenshot({ path: join(ARTIFACTS, 'convert-desktop-light-queued.png') });
     await card('waiting.bmp').getByRole('button', { name: 'Cancel waiting.bmp' }).click();
     await expectStatus('waiting.bmp', 'canceled', 15_000);
@@ -260,6 +263,8 @@ describe('imgconv in a real browser', () => {
           return visible.length >= 3 && visible.every((img) => img.complete && img.naturalWidth > 0);
         }),
       ).toBe(true);
+      // Back to the top, so the sticky header sits at the top of the full-page picture.
+      await shot.evaluate(() => window.scrollTo(0, 0));
       // Nothing may overflow sideways at phone width.
       const overflow = await shot.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
       expect(overflow).toBeLessThanOrEqual(0);

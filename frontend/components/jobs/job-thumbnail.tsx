@@ -27,7 +27,11 @@ export function JobThumbnail({ job, kind, className }: JobThumbnailProps) {
   const [ref, inView] = useInView<HTMLElement>();
   const { data, isError } = useQuery({
     ...jobFileQuery(job.id, kind),
-    enabled: job.status === 'completed' && displayable && inView,
+    // The original is there from the upload on (a cancel deletes it); the result once completed.
+    enabled:
+      (kind === 'source' ? job.status !== 'canceled' : job.status === 'completed') &&
+      displayable &&
+      inView,
   });
   const url = useObjectUrl(data?.blob);
   const [broken, setBroken] = React.useState(false);
