@@ -132,6 +132,25 @@ def running_autoscalers(**_: Any) -> int:
     return STATE.running
 
 
+@kopf.index(GROUP, VERSION, PLURAL)
+def autoscalers_by_target(
+    namespace: str | None, name: str | None, spec: kopf.Spec, meta: kopf.Meta, **_: Any
+) -> dict[tuple[str | None, str], tuple[str, str]]:
+    """(namespace, target Deployment) -> (creation time, autoscaler name), to find rivals."""
+    target = str((spec.get("targetRef") or {}).get("name") or "")
+    return {(namespace, target): (str(meta.get("creationTimestamp") or ""), str(name))}
+
+
+def rivals(index: kopf.Index[Any, Any], namespace: str, name: str, spec: kopf.Spec) -> list[str]:
+    """Older autoscalers (creation time, then name) that target the same Deployment."""
+    target = str((spec.get("targetRef") or {}).get("name") or "")
+    entries = sorted(index.get((namespace, target), []))
+    mine = next((entry for entry in entries if entry[1] == name), None)
+    if mine is None:
+        return []  # not indexed yet: the next loop will know
+    return [entry[1] for entry in entries if entry < mine]
+
+
 @kopf.daemon(GROUP, VERSION, PLURAL, id="autoscale", cancellation_timeout=15.0)
 async def autoscale(
     stopped: kopf.DaemonStopped,
@@ -141,11 +160,12 @@ async def autoscale(
     status: kopf.Status,
     namespace: str | None,
     name: str | None,
-    **_: Any,
+    **kwargs: Any,
 ) -> None:
     """One loop per WorkerAutoscaler: reconcile, write status, sleep pollIntervalSeconds."""
     assert namespace is not None
     assert name is not None
+    index: kopf.Index[Any, Any] = kwargs["autoscalers_by_target"]  # kopf passes indexes by name
     runtime = AutoscalerRuntime(original_replicas=status.get("originalReplicas"))
 
     def emit(kind: str, reason: str, message: str) -> None:
@@ -161,7 +181,11 @@ async def autoscale(
                 reconciler = Reconciler(kube, namespace, name, runtime, emit)
                 # body/spec/meta are live views in kopf daemons: edits apply on the next loop.
                 new_status, interval = await reconciler.run(
-                    dict(spec), dict(meta.annotations), meta.get("generation"), started
+                    dict(spec),
+                    dict(meta.annotations),
+                    meta.get("generation"),
+                    started,
+                    rivals=rivals(index, namespace, name, spec),
                 )
                 await kube.patch_status(namespace, name, new_status)
             except NotFoundError:

@@ -170,13 +170,20 @@ class Reconciler:
         annotations: Mapping[str, str],
         generation: int | None,
         now: float,
+        rivals: list[str] | None = None,
     ) -> tuple[JsonObject, float]:
-        """Reconcile once; return the status to write and seconds until the next run."""
+        """Reconcile once; return the status to write and seconds until the next run.
+
+        `rivals` are older WorkerAutoscalers that target the same Deployment: the oldest wins.
+        """
         try:
             spec = parse_spec(raw_spec)
         except SpecError as exc:
             return self._not_ready(generation, "InvalidSpec", str(exc)), 30.0
         interval = spec.poll_interval_seconds
+        if rivals:
+            msg = f"WorkerAutoscaler {rivals[0]!r} already scales {spec.target!r}; not acting"
+            return self._not_ready(generation, "TargetConflict", msg), interval
         try:
             deployment = await self.kube.get_deployment(self.namespace, spec.target)
         except NotFoundError:

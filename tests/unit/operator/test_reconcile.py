@@ -6,10 +6,9 @@ from collections.abc import Mapping
 from typing import Any
 
 import pytest
+from imgconv_operator.handlers import rivals
 from imgconv_operator.reconcile import AutoscalerRuntime, Reconciler
 from imgconv_operator.sources import SourceError, SourceReading
-
-pytestmark = pytest.mark.asyncio
 
 NS = "imgconv"
 COST = "controller.kubernetes.io/pod-deletion-cost"
@@ -106,6 +105,7 @@ class Harness:
         return next(c for c in self.status["conditions"] if c["type"] == kind)
 
 
+@pytest.mark.asyncio
 async def test_scale_down_marks_idle_pods_cheap_before_lowering_replicas() -> None:
     kube = FakeKube(3, ips=("10.0.0.1", "10.0.0.2", "10.0.0.3"))
     kube.pods[0]["metadata"]["annotations"][COST] = "-100"  # already right: no second patch
@@ -121,6 +121,7 @@ async def test_scale_down_marks_idle_pods_cheap_before_lowering_replicas() -> No
     assert h.events[-1][:2] == ("Normal", "ScaledDown")
 
 
+@pytest.mark.asyncio
 async def test_without_per_pod_information_nothing_goes_while_work_is_in_flight() -> None:
     # The Redis source has no per-consumer data; neither has RabbitMQ behind NAT.
     for by_host in (None, {"192.168.99.1": 1}):
@@ -133,6 +134,7 @@ async def test_without_per_pod_information_nothing_goes_while_work_is_in_flight(
         assert not [c for c, _ in kube.calls if c in {"scale", "annotate"}]
 
 
+@pytest.mark.asyncio
 async def test_source_errors_fall_back_without_scaling_down_then_recover() -> None:
     kube = FakeKube(6)
     h = Harness(kube, SourceReading(0, 0, 0, in_flight_by_host={}))
@@ -149,6 +151,7 @@ async def test_source_errors_fall_back_without_scaling_down_then_recover() -> No
     assert kube.replicas == 6  # a fresh window is needed before any scale-down
 
 
+@pytest.mark.asyncio
 async def test_bad_spec_and_missing_target_make_ready_false_with_one_warning() -> None:
     kube = FakeKube(None)
     h = Harness(kube, SourceReading(5, 0, 0))
@@ -161,6 +164,7 @@ async def test_bad_spec_and_missing_target_make_ready_false_with_one_warning() -
     assert h.condition("Ready")["reason"] == "InvalidSpec"
 
 
+@pytest.mark.asyncio
 async def test_hpa_on_the_same_deployment_stops_the_autoscaler() -> None:
     kube = FakeKube(1)
     kube.hpas = [
@@ -175,6 +179,29 @@ async def test_hpa_on_the_same_deployment_stops_the_autoscaler() -> None:
     assert h.condition("Ready")["reason"] == "HPAConflict"
 
 
+@pytest.mark.asyncio
+async def test_a_younger_rival_on_the_same_deployment_does_not_act() -> None:
+    kube = FakeKube(1)
+    h = Harness(kube, SourceReading(50, 0, 0))
+    rec = Reconciler(kube, NS, "wa", h.runtime, lambda *e: h.events.append(e))
+    status, _ = await rec.run(SPEC, {}, 1, 0.0, rivals=["older"])
+    assert kube.replicas == 1
+    conditions = {c["type"]: c for c in status["conditions"]}
+    assert conditions["Ready"]["reason"] == "TargetConflict"
+    assert "older" in conditions["Ready"]["message"]
+
+
+def test_rivals_are_the_older_autoscalers_of_the_same_target() -> None:
+    index = {
+        ("imgconv", "worker"): [("2026-01-02T00:00:00Z", "b"), ("2026-01-01T00:00:00Z", "c")],
+        ("imgconv", "other"): [("2026-01-01T00:00:00Z", "z")],
+    }
+    spec = {"targetRef": {"name": "worker"}}
+    assert rivals(index, "imgconv", "b", spec) == ["c"]  # type: ignore[arg-type]
+    assert rivals(index, "imgconv", "c", spec) == []  # type: ignore[arg-type]
+
+
+@pytest.mark.asyncio
 async def test_pause_annotations() -> None:
     kube = FakeKube(1)
     h = Harness(kube, SourceReading(50, 0, 0))
