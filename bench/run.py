@@ -142,7 +142,13 @@ def bench_polls(stack: Stack, api: str, client: ApiClient, job_id: str) -> list[
             bare_runs.append(wrk(bare_url, connections=50))
         ours = max(ours_runs, key=lambda r: r.requests_per_s)
         bare = max(bare_runs, key=lambda r: r.requests_per_s)
-        not_modified = wrk(poll_url, connections=50, headers={**auth, "If-None-Match": etag})
+        not_modified = max(
+            (
+                wrk(poll_url, connections=50, headers={**auth, "If-None-Match": etag})
+                for _ in range(2)
+            ),
+            key=lambda r: r.requests_per_s,
+        )
         unknown = wrk(
             f"{api}/", connections=50, headers=auth, lua=RANDOM_UUID_PATH % "/api/v1/jobs/"
         )

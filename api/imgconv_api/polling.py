@@ -62,7 +62,7 @@ async def read_status(state: AppState, job_id: uuid.UUID) -> CachedJob | None:
 
 
 def _status_from_db(state: AppState, job_id: uuid.UUID, refill: bool) -> CachedJob | None:
-    with state.sessions() as tx:
+    with state.reads() as tx:
         job = job_store.get_job(tx, job_id)
     if job is None:
         if refill:

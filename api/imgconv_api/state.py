@@ -31,6 +31,7 @@ class AppState:
     settings: Settings
     engine: Engine
     sessions: sessionmaker[Session]
+    reads: sessionmaker[Session]  # autocommit: one round trip per single-statement read
     store: BlobStore
     redis_async: aioredis.Redis
     redis_sync: redis.Redis
@@ -47,6 +48,7 @@ class AppState:
         """Connect pools (lazily: nothing here blocks if a service is down)."""
         engine = make_engine(settings)
         sessions = make_session_factory(engine)
+        reads = make_session_factory(engine.execution_options(isolation_level="AUTOCOMMIT"))
         store = make_store(settings)
         url = settings.redis_url
         async_redis = aioredis.Redis.from_url(
@@ -60,6 +62,7 @@ class AppState:
             settings=settings,
             engine=engine,
             sessions=sessions,
+            reads=reads,
             store=store,
             redis_async=async_redis,
             redis_sync=sync_redis,

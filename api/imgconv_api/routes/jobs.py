@@ -48,7 +48,7 @@ def _own_job(state: AppState, job_id: uuid.UUID, client_id: uuid.UUID) -> Job:
     """Load a job of this client (another client's job is indistinguishable from none)."""
     if not job_id_belongs(state.secret, client_id, job_id):
         raise JobNotFound("no such job")
-    with state.sessions() as tx:
+    with state.reads() as tx:
         job = job_store.get_job(tx, job_id)
     if job is None or job.client_id != client_id:
         raise JobNotFound("no such job")
@@ -117,7 +117,7 @@ async def create_jobs(
     def accept() -> tuple[list[Job], bool]:
         fingerprint = upload_fingerprint(conversion, form.files) if idempotency_key else ""
         if idempotency_key:
-            with state.sessions() as tx:
+            with state.reads() as tx:
                 earlier = job_store.find_idempotent_upload(tx, client_id, idempotency_key)
             if earlier is not None:
                 if earlier[0] != fingerprint:
@@ -188,17 +188,19 @@ async def list_jobs(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     status: JobStatus | None = None,
-) -> JobPage:
+) -> Response:
     """This client's jobs, newest first; pass `next_cursor` back as `cursor` for the next page."""
 
-    def page() -> JobPage:
-        with state.sessions() as tx:
+    def page() -> bytes:
+        with state.reads() as tx:
             jobs, next_cursor = job_store.list_jobs(
                 tx, client_id, limit=limit, cursor=cursor, status=status
             )
-            return JobPage(items=[job_store.job_view(j) for j in jobs], next_cursor=next_cursor)
+        body = JobPage(items=[job_store.job_view(j) for j in jobs], next_cursor=next_cursor)
+        return body.model_dump_json().encode()
 
-    return await run_in_threadpool(page)
+    # Serialized here, so FastAPI does not validate the page a second time.
+    return Response(await run_in_threadpool(page), media_type=JSON)
 
 
 def content_disposition(filename: str) -> str:
@@ -241,7 +243,7 @@ async def _download(
         headers = {"ETag": etag, "Cache-Control": DOWNLOAD_CACHE}
         if request.headers.get("if-none-match") == etag:
             return Response(status_code=304, headers=headers)
-        with state.sessions() as tx:
+        with state.reads() as tx:
             blob = state.store.get(tx, blob_key(uid, role))
         if blob is None:
             raise ImageGone(f"the {role} image was deleted")

@@ -39,7 +39,7 @@ async def get_stats(state: StateDep, _client: ClientId) -> Stats:
         except (KombuError, OSError) as exc:
             log.warning("broker unavailable for stats: %s", exc)
             depth = workers = None
-        with state.sessions() as tx:
+        with state.reads() as tx:
             by_status = count_by_status(tx)
         settings = state.settings
         return Stats(

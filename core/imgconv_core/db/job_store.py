@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol, cast
 
 from sqlalchemy import delete, func, select, tuple_, update
 from sqlalchemy.orm import Session
@@ -20,7 +20,33 @@ from imgconv_core.storage import BlobStore, blob_key
 from imgconv_core.tokens import IssuedToken
 
 
-def job_view(job: Job) -> JobView:
+class JobRecord(Protocol):
+    """What `job_view` reads: a Job, or a row of the columns in `VIEW_COLUMNS`."""
+
+    id: uuid.UUID
+    status: str
+    filename: str
+    source_format: str
+    target_format: str
+    options: dict[str, Any]
+    source_bytes: int
+    result_bytes: int | None
+    width: int | None
+    height: int | None
+    source_width: int
+    source_height: int
+    attempts: int
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    error_code: str | None
+    error_message: str | None
+
+
+VIEW_COLUMNS = [getattr(Job, name) for name in JobRecord.__annotations__]
+
+
+def job_view(job: JobRecord) -> JobView:
     """The public representation of a job row."""
     error = None
     if job.error_code is not None:
@@ -136,7 +162,7 @@ def mark_enqueued(tx: Session, job_ids: Sequence[uuid.UUID]) -> None:
     )
 
 
-def encode_cursor(job: Job) -> str:
+def encode_cursor(job: JobRecord) -> str:
     """An opaque keyset cursor pointing after `job`."""
     raw = f"{job.created_at.isoformat()}|{job.id}".encode()
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
@@ -159,16 +185,17 @@ def list_jobs(
     limit: int,
     cursor: str | None = None,
     status: JobStatus | None = None,
-) -> tuple[list[Job], str | None]:
+) -> tuple[list[JobRecord], str | None]:
     """A page of a client's jobs, newest first (keyset pagination, no OFFSET)."""
-    query = select(Job).where(Job.client_id == client_id)
+    # Plain rows of the needed columns: no ORM identity map on the hottest read.
+    query = select(*VIEW_COLUMNS).where(Job.client_id == client_id)
     if status is not None:
         query = query.where(Job.status == status.value)
     if cursor is not None:
         created, job_id = decode_cursor(cursor)
         query = query.where(tuple_(Job.created_at, Job.id) < tuple_(created, job_id))
     query = query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)
-    jobs = list(tx.scalars(query).all())
+    jobs = cast(list[JobRecord], list(tx.execute(query).all()))
     next_cursor = encode_cursor(jobs[limit - 1]) if len(jobs) > limit else None
     return jobs[:limit], next_cursor
 
