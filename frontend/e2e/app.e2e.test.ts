@@ -29,6 +29,12 @@ let browser: Browser;
 let context: BrowserContext;
 let page: Page;
 let failed = false;
+/** Job polls the page made: GET /api/v1/jobs/{id}, with their wait and If-None-Match. */
+const polls: { wait: string | null; etag: string | undefined; at: number }[] = [];
+/** When job polls were given up by the page (aborted). */
+const abortedPolls: number[] = [];
+/** Console errors and uncaught exceptions (failed requests the app handles are not counted). */
+const pageErrors: string[] = [];
 
 /** Poll a value until the assertion holds (web-first assertions are @playwright/test's, not core's). */
 function eventually<T>(value: () => Promise<T> | T, timeout = 15_000) {
@@ -76,6 +82,21 @@ beforeAll(async () => {
   context = await browser.newContext({ viewport: DESKTOP, colorScheme: 'light', acceptDownloads: true });
   page = await context.newPage();
   page.setDefaultTimeout(20_000);
+  page.on('request', (request) => {
+    const url = new URL(request.url());
+    if (request.method() === 'GET' && /^\/api\/v1\/jobs\/[0-9a-f-]{36}$/.test(url.pathname)) {
+      polls.push({ wait: url.searchParams.get('wait'), etag: request.headers()['if-none-match'], at: Date.now() });
+    }
+  });
+  page.on('requestfailed', (request) => {
+    if (/\/api\/v1\/jobs\/[0-9a-f-]{36}\?wait=/.test(request.url())) abortedPolls.push(Date.now());
+  });
+  page.on('console', (message) => {
+    if (message.type() === 'error' && !message.text().startsWith('Failed to load resource')) {
+      pageErrors.push(message.text());
+    }
+  });
+  page.on('pageerror', (error) => pageErrors.push(error.message));
   await page.goto(stack.webUrl);
 }, 240_000);
 
@@ -113,6 +134,24 @@ describe('imgconv in a real browser', () => {
     const original = card('waiting.bmp').getByTestId('thumb-source');
     await eventually(() => original.evaluate((img: HTMLImageElement) => img.naturalWidth)).toBe(400);
     await page.screenshot({ path: join(ARTIFACTS, 'convert-desktop-light-queued.png') });
+    // It is watched with a long poll carrying its ETag...
+    await eventually(() => polls.some((poll) => poll.wait === '25' && poll.etag)).toBe(true);
+    // ...which stops while the tab is hidden and starts again when it is shown.
+    const setVisibility = (state: 'hidden' | 'visible') =>
+      page.evaluate((value) => {
+        Object.defineProperty(document, 'visibilityState', { configurable: true, get: () => value });
+        document.dispatchEvent(new Event('visibilitychange', { bubbles: true }));
+      }, state);
+    await setVisibility('hidden');
+    const hiddenAt = Date.now();
+    // The long poll in flight is given up at once, not left to run its 25 s.
+    await eventually(() => abortedPolls.some((at) => at >= hiddenAt), 3000).toBe(true);
+    await page.waitForTimeout(3000);
+    expect(polls.filter((poll) => poll.at > hiddenAt + 200)).toEqual([]);
+    await setVisibility('visible');
+    const shownAt = Date.now();
+    await eventually(() => polls.filter((poll) => poll.at >= shownAt).length, 5000).toBeGreaterThan(0);
+
     await card('waiting.bmp').getByRole('button', { name: 'Cancel waiting.bmp' }).click();
     await expectStatus('waiting.bmp', 'canceled', 15_000);
     await eventually(() => page.getByTestId('live-region').textContent()).toMatch(/waiting\.bmp: canceled/);
@@ -274,5 +313,9 @@ describe('imgconv in a real browser', () => {
       await shot.screenshot({ path: join(ARTIFACTS, `convert-${label}-dark.png`), fullPage: true });
       await shotContext.close();
     }
+  });
+
+  step('no errors in the browser console', async () => {
+    expect(pageErrors).toEqual([]);
   });
 });
