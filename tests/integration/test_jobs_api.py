@@ -167,14 +167,17 @@ def test_cancel_a_queued_job_then_delete_it(idle_client: ApiClient) -> None:
 
 
 def test_corrupt_image_fails_with_a_clear_message(client: ApiClient, worker: Process) -> None:
-    data = photo(600, 400)
-    truncated = data[: len(data) // 3]
-    job = client.upload_ok([("cut.jpg", truncated)], format="png")[0]
+    """A PNG with a valid header passes the upload checks, then cannot be decoded."""
+    data = bytearray(photo(64, 64, "PNG"))
+    start = data.index(b"IDAT") + 20
+    data[start : start + 40] = bytes(b ^ 0x5A for b in data[start : start + 40])
+    job = client.upload_ok([("broken.png", bytes(data))], format="webp")[0]
     done = client.wait_terminal(job["id"])
-    assert done["status"] in {"failed", "completed"}
-    if done["status"] == "failed":
-        assert done["error"]["code"] == "decode_failed"
-        assert "/" not in done["error"]["message"]
+    assert done["status"] == "failed", done
+    assert done["error"]["code"] == "decode_failed"
+    assert "PNG" in done["error"]["message"]
+    assert "/" not in done["error"]["message"]  # no server paths leak
+    assert client.http.get(done["links"]["result"]).status_code == 409
 
 
 def test_stats_health_and_openapi(api: str, client: ApiClient, worker: Process) -> None:
