@@ -311,6 +311,12 @@ describe('imgconv in a real browser', () => {
       await shot.getByRole('button', { name: 'Switch to dark theme' }).click();
       await eventually(() => shot.locator('html').getAttribute('class')).toMatch(/dark/);
       await shot.screenshot({ path: join(ARTIFACTS, `convert-${label}-dark.png`), fullPage: true });
+      // The theme is remembered across pages; the history fits the width too.
+      await shot.getByRole('link', { name: 'History' }).click();
+      await eventually(() => shot.getByTestId('history-row').count()).toBe(3);
+      await eventually(() => shot.locator('html').getAttribute('class')).toMatch(/dark/);
+      expect(await shot.evaluate(() => document.documentElement.scrollWidth - window.innerWidth)).toBeLessThanOrEqual(0);
+      await shot.screenshot({ path: join(ARTIFACTS, `history-${label}-dark.png`), fullPage: true });
       await shotContext.close();
     }
   });
