@@ -321,6 +321,27 @@ describe('imgconv in a real browser', () => {
     }
   });
 
+  step('each file shows its upload progress', async () => {
+    // A 2.3 MB file on a throttled uplink takes a few seconds: long enough to watch.
+    const cdp = await context.newCDPSession(page);
+    await cdp.send('Network.enable');
+    await cdp.send('Network.emulateNetworkConditions', {
+      offline: false,
+      latency: 20,
+      downloadThroughput: -1,
+      uploadThroughput: 600 * 1024,
+    });
+    await pickFiles('noise.png');
+    await page.getByRole('button', { name: 'Convert 1 file to WebP' }).click();
+    const bar = page.getByRole('progressbar', { name: 'Uploading noise.png' });
+    await eventually(async () => Number((await bar.getAttribute('aria-valuenow').catch(() => null)) ?? 0)).toBeGreaterThan(0);
+    const midway = Number(await bar.getAttribute('aria-valuenow'));
+    expect(midway).toBeLessThan(100);
+    await page.screenshot({ path: join(ARTIFACTS, 'convert-desktop-light-uploading.png') });
+    await cdp.send('Network.emulateNetworkConditions', { offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: -1 });
+    await expectStatus('noise.png', 'completed');
+  });
+
   step('no errors in the browser console', async () => {
     expect(pageErrors).toEqual([]);
   });

@@ -248,6 +248,8 @@ picture("RGBA", (640, 420), 1).save(f"{out}/sunset.png")
 picture("RGB", (800, 600), 2).save(f"{out}/forest.jpg", quality=92)
 picture("RGB", (320, 240), 3).convert("P").save(f"{out}/badge.gif")
 picture("RGB", (400, 300), 4).save(f"{out}/waiting.bmp")
+import os
+Image.frombytes("RGB", (1000, 800), os.urandom(1000 * 800 * 3)).save(f"{out}/noise.png")
 with open(f"{out}/notes.jpg", "w") as f:
     f.write("These are meeting notes, not a picture.\\n" * 20)
 `;
