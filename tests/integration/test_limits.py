@@ -5,11 +5,13 @@ from __future__ import annotations
 import socket
 from collections.abc import Iterator
 
+import httpx
 import pytest
+import redis
 
 from tests.support.client import ApiClient
 from tests.support.images import photo
-from tests.support.services import Stack, start_api
+from tests.support.services import REDIS_DB, REDIS_HOST, REDIS_PORT, Stack, start_api
 
 
 @pytest.fixture(scope="module")
@@ -79,3 +81,24 @@ def test_uploads_are_rate_limited_per_token_with_retry_after(strict_api: str) ->
     assert limited.json()["error"]["code"] == "rate_limited"
     # Another client is not affected by this client's limit.
     assert ApiClient(strict_api).upload([("a.jpg", tiny)]).status_code == 202
+
+
+def test_uploads_and_tokens_are_rate_limited_per_ip(stack: Stack) -> None:
+    redis_url = f"redis://{REDIS_HOST}:{REDIS_PORT}/{REDIS_DB + 3}"  # fresh counters
+    redis.Redis.from_url(redis_url).flushdb()
+    proc, url = start_api(
+        stack,
+        IMGCONV_UPLOAD_RATE_PER_IP="4/minute",
+        IMGCONV_TOKEN_RATE_PER_IP="3/minute",
+        IMGCONV_REDIS_URL=redis_url,
+    )
+    try:
+        clients = [ApiClient(url) for _ in range(3)]  # three tokens: the IP's whole budget
+        tiny = photo(8, 8)
+        statuses = [clients[i % 3].upload([("a.jpg", tiny)]).status_code for i in range(5)]
+        assert statuses == [202, 202, 202, 202, 429]  # shared by every token from this IP
+        token = httpx.post(f"{url}/api/v1/tokens")
+        assert token.status_code == 429
+        assert int(token.headers["Retry-After"]) >= 1
+    finally:
+        proc.stop()

@@ -148,6 +148,9 @@ class Stack:
             "IMGCONV_SWEEP_INTERVAL_SECONDS": "1",
             "IMGCONV_PUBLISH_GRACE_SECONDS": "1",
             "IMGCONV_PUBLISH_TIMEOUT_SECONDS": "1",
+            # Every test client shares 127.0.0.1: per-IP limits are tested where set lower.
+            "IMGCONV_UPLOAD_RATE_PER_IP": "100000/minute",
+            "IMGCONV_TOKEN_RATE_PER_IP": "100000/minute",
             "PYTHONUNBUFFERED": "1",
         }
         env.update(self.overrides)
