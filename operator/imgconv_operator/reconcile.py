@@ -374,8 +374,14 @@ class Reconciler:
         by_host = reading.in_flight_by_host
         ips = {(p.get("status") or {}).get("podIP") for p in live}
         # In-flight work on hosts that are none of our pods (NAT, a sidecar proxy, workers
-        # outside the cluster) makes the per-pod picture unreliable: treat all as possibly busy.
-        unknown = by_host is None or any(n > 0 and h not in ips for h, n in by_host.items())
+        # outside the cluster), or more unacked messages in the queue than its channels account
+        # for (queue and channel statistics refresh separately), make the per-pod picture
+        # unreliable: then every pod counts as possibly busy.
+        unknown = (
+            by_host is None
+            or sum(by_host.values()) < reading.unacked
+            or any(n > 0 and h not in ips for h, n in by_host.items())
+        )
         loads = []
         self._costs_now = {}
         for pod in live:

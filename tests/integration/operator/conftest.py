@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import os
 import socket
 import time
@@ -404,6 +405,9 @@ async def operator(
         ],
         timeout=60,
     )
+    # kopf reconfigures the root and asyncio loggers; put them back for the tests after us.
+    root, aio = logging.getLogger(), logging.getLogger("asyncio")
+    saved = (root.level, root.handlers[:], aio.propagate, aio.handlers[:])
     await asyncio.to_thread(runner.__enter__)
     info = {"liveness": liveness, "metrics": metrics_port, "runner": runner}
     try:
@@ -418,6 +422,10 @@ async def operator(
         yield info
     finally:
         await asyncio.to_thread(runner.__exit__, None, None, None)
+        root.setLevel(saved[0])
+        root.handlers[:] = saved[1]
+        aio.propagate = saved[2]
+        aio.handlers[:] = saved[3]
     assert runner.exception is None
     assert "Traceback" not in runner.output, runner.output[-4000:]
     rules = load_rules(RBAC_FILES, "imgconv-operator", NAMESPACE)

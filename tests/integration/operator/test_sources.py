@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -44,10 +45,14 @@ async def test_in_flight_work_is_attributed_to_the_consumer_host(
     q = broker()
     q.publish(3)
     q.hold_one()
-    q.wait_visible(2)
     source = RabbitMQSource(MANAGEMENT_URL, "/", q.queue, "guest", "guest")
     try:
-        reading = await source.read()
+        # Queue, consumer and channel statistics refresh independently (every 5 s).
+        for _ in range(60):
+            reading = await source.read()
+            if reading.consumers and reading.in_flight_by_host and reading.ready == 2:
+                break
+            await asyncio.sleep(0.25)
     finally:
         await source.close()
     assert reading.ready == 2

@@ -124,7 +124,8 @@ async def test_scale_down_marks_idle_pods_cheap_before_lowering_replicas() -> No
 @pytest.mark.asyncio
 async def test_without_per_pod_information_nothing_goes_while_work_is_in_flight() -> None:
     # The Redis source has no per-consumer data; neither has RabbitMQ behind NAT.
-    for by_host in (None, {"192.168.99.1": 1}):
+    # Also when the channels do not yet account for every unacked message of the queue.
+    for by_host in (None, {"192.168.99.1": 1}, {}):
         kube = FakeKube(4, ips=("10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4"))
         h = Harness(kube, SourceReading(0, 1, 4, in_flight_by_host=by_host))
         for now in range(0, 120, 5):
