@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 
+import amqp
 import pytest
 import redis
 from imgconv_operator.sources import (
@@ -16,7 +19,8 @@ from imgconv_operator.sources import (
     SourceError,
 )
 
-from tests.integration.operator.conftest import MANAGEMENT_URL, Broker
+from tests.integration.operator.celery_probe import app as probe_app
+from tests.integration.operator.conftest import MANAGEMENT_URL, ROOT, Broker
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 
@@ -59,6 +63,69 @@ async def test_in_flight_work_is_attributed_to_the_consumer_host(
     assert reading.unacked == 1
     assert reading.consumers == 1
     assert reading.published == 3
+    assert reading.in_flight_by_host == {"127.0.0.1": 1}
+
+
+@pytest.fixture
+def celery_queue(rabbitmq_management: str) -> Iterator[str]:
+    """A real Celery worker (solo pool, prefetch 1, acks_late) on a queue of its own."""
+    queue = f"imgconv-test-celery-{uuid.uuid4().hex[:12]}"
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "tests.integration.operator.celery_probe",
+            "worker",
+            "-P",
+            "solo",
+            "-c",
+            "1",
+            "-Q",
+            queue,
+            "-l",
+            "WARNING",
+            "--without-heartbeat",
+            "--without-mingle",
+            "--without-gossip",
+        ],
+        cwd=ROOT,
+        env={**os.environ, "IMGCONV_PROBE_QUEUE": queue},
+    )
+    try:
+        yield queue
+    finally:
+        worker.kill()  # a throwaway worker: its unacked task goes back, then the queue goes
+        worker.wait()
+        probe_app.pool.force_close_all()
+        with amqp.Connection(host="127.0.0.1:5672", userid="guest", password="guest") as conn:
+            conn.channel().queue_delete(queue)
+
+
+async def test_a_real_celery_worker_holds_one_task_per_slot_visible_on_its_host(
+    celery_queue: str,
+) -> None:
+    # With imgconv's worker settings and one slot busy on a 20 s task, the other tasks stay
+    # ready in the queue and the running one is unacked on the worker's own connection, whose
+    # peer host is what the operator matches to pod IPs.
+    for _ in range(3):
+        probe_app.send_task("imgconv_probe.hold", args=[20], queue=celery_queue)
+    source = RabbitMQSource(MANAGEMENT_URL, "/", celery_queue, "guest", "guest")
+    reading = None
+    try:
+        for _ in range(120):
+            try:
+                reading = await source.read()
+            except SourceError:
+                reading = None  # the worker has not declared the queue yet
+            if reading and (reading.ready, reading.unacked) == (2, 1) and reading.in_flight_by_host:
+                break
+            await asyncio.sleep(0.25)
+    finally:
+        await source.close()
+    assert reading is not None
+    assert (reading.ready, reading.unacked, reading.consumers) == (2, 1, 1)
     assert reading.in_flight_by_host == {"127.0.0.1": 1}
 
 
