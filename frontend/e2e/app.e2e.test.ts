@@ -142,14 +142,15 @@ describe('imgconv in a real browser', () => {
         Object.defineProperty(document, 'visibilityState', { configurable: true, get: () => value });
         document.dispatchEvent(new Event('visibilitychange', { bubbles: true }));
       }, state);
-    await setVisibility('hidden');
+    // Timestamps first: the page reacts within the evaluate, before it returns.
     const hiddenAt = Date.now();
+    await setVisibility('hidden');
     // The long poll in flight is given up at once, not left to run its 25 s.
     await eventually(() => abortedPolls.some((at) => at >= hiddenAt), 3000).toBe(true);
     await page.waitForTimeout(3000);
     expect(polls.filter((poll) => poll.at > hiddenAt + 200)).toEqual([]);
-    await setVisibility('visible');
     const shownAt = Date.now();
+    await setVisibility('visible');
     await eventually(() => polls.filter((poll) => poll.at >= shownAt).length, 5000).toBeGreaterThan(0);
 
     await card('waiting.bmp').getByRole('button', { name: 'Cancel waiting.bmp' }).click();
