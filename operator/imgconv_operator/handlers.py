@@ -7,6 +7,7 @@ import os
 import time
 from typing import Any
 
+import aiohttp
 import kopf
 
 from imgconv_operator import metrics
@@ -187,11 +188,15 @@ async def autoscale(
                     started,
                     rivals=rivals(index, namespace, name, spec),
                 )
-                await kube.patch_status(namespace, name, new_status)
-            except NotFoundError:
-                return  # the autoscaler itself is gone
-            except (KubeError, kopf.TemporaryError, OSError) as exc:
+                try:
+                    await kube.patch_status(namespace, name, new_status)
+                except NotFoundError:
+                    return  # the autoscaler itself is gone
+            except (KubeError, kopf.TemporaryError, aiohttp.ClientError, OSError) as exc:
                 log.warning("%s/%s: reconcile failed, retrying: %r", namespace, name, exc)
+            except Exception:
+                # A bug must not stop autoscaling for good: log it loudly and keep looping.
+                log.exception("%s/%s: reconcile crashed, retrying", namespace, name)
             finally:
                 elapsed = time.monotonic() - started
                 metrics.RECONCILE_SECONDS.labels(namespace, name).observe(elapsed)

@@ -418,9 +418,12 @@ class Reconciler:
         for pod_name, cost in deletion_costs(pods).items():
             if self._costs_now.get(pod_name) == str(cost):
                 continue  # already marked: every pod update is API server load
-            await self.kube.annotate_pod(
-                self.namespace, pod_name, {DELETION_COST_ANNOTATION: str(cost)}
-            )
+            try:
+                await self.kube.annotate_pod(
+                    self.namespace, pod_name, {DELETION_COST_ANNOTATION: str(cost)}
+                )
+            except NotFoundError:
+                continue  # gone since the listing: nothing left to protect or to remove
 
     def _scaled(self, old: int, new: int, reason: Reason, detail: str) -> None:
         self.runtime.last_scale_time = _now_iso()

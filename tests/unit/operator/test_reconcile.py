@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from imgconv_operator.handlers import rivals
+from imgconv_operator.kube import NotFoundError
 from imgconv_operator.reconcile import AutoscalerRuntime, Reconciler
 from imgconv_operator.sources import SourceError, SourceReading
 
@@ -37,10 +38,9 @@ class FakeKube:
             for i, ip in enumerate(ips)
         ]
         self.calls: list[tuple[str, Any]] = []
+        self.vanished: set[str] = set()  # pods deleted after the listing
 
     async def get_deployment(self, namespace: str, name: str) -> dict[str, Any]:
-        from imgconv_operator.kube import NotFoundError
-
         if self.replicas is None:
             raise NotFoundError(404, name)
         return {"spec": {"replicas": self.replicas, "selector": {"matchLabels": {"app": "w"}}}}
@@ -56,6 +56,8 @@ class FakeKube:
         return self.pods
 
     async def annotate_pod(self, namespace: str, name: str, annotations: Mapping[str, str]) -> None:
+        if name in self.vanished:
+            raise NotFoundError(404, name)
         self.calls.append(("annotate", (name, annotations[COST])))
         for pod in self.pods:
             if pod["metadata"]["name"] == name:
@@ -119,6 +121,17 @@ async def test_scale_down_marks_idle_pods_cheap_before_lowering_replicas() -> No
     assert h.status["busyPods"] == 1
     assert h.status["reason"] == "InFlight"
     assert h.events[-1][:2] == ("Normal", "ScaledDown")
+
+
+@pytest.mark.asyncio
+async def test_a_pod_gone_since_the_listing_does_not_stop_the_scale_down() -> None:
+    kube = FakeKube(3, ips=("10.0.0.1", "10.0.0.2", "10.0.0.3"))
+    kube.vanished = {"w-0"}
+    h = Harness(kube, SourceReading(0, 0, 2, in_flight_by_host={}))
+    for now in (0.0, 5.0, 10.0):
+        await h.tick(now)
+    assert kube.replicas == 0
+    assert ("annotate", ("w-0", "-100")) not in kube.calls
 
 
 @pytest.mark.asyncio
