@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 import redis
@@ -25,7 +26,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.support.images import photo
-from tests.support.services import Stack, amqp_url
+from tests.support.services import Stack, amqp_url, wait_until
 
 
 @dataclass
@@ -205,3 +206,16 @@ def test_claims_are_exclusive_until_the_holder_is_provably_gone(env: Env) -> Non
         tx.execute(update(Job).where(Job.id == job.id).values(status="completed"))
     assert claim(env, job.id, current_claimant()) is ClaimOutcome.GONE
     assert claim(env, uuid.uuid4(), current_claimant()) is ClaimOutcome.GONE
+
+
+def test_a_zombie_holder_counts_as_dead(env: Env) -> None:
+    """A SIGKILLed worker child whose parent died too stays a zombie until reaped."""
+    job = new_job(env)
+    zombie = subprocess.Popen(["true"])
+    wait_until(lambda: Path(f"/proc/{zombie.pid}/stat").read_text().split()[2] == "Z", 10, "")
+    host = current_claimant().rpartition(":")[0]
+    assert claim(env, job.id, "other-host:1") is ClaimOutcome.CLAIMED
+    with transaction(env.sessions) as tx:
+        tx.execute(update(Job).where(Job.id == job.id).values(claimed_by=f"{host}:{zombie.pid}"))
+    assert claim(env, job.id, current_claimant()) is ClaimOutcome.CLAIMED
+    zombie.wait()
