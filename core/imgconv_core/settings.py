@@ -56,8 +56,8 @@ class Settings(BaseSettings):
     poll_retry_after_seconds: int = Field(default=1, ge=1)
 
     # rate limits ("N per period" in the limits library's notation)
-    upload_rate_per_token: str = "60/minute"
-    upload_rate_per_ip: str = "120/minute"
+    upload_rate_per_token: str = "300/minute"
+    upload_rate_per_ip: str = "600/minute"
     token_rate_per_ip: str = "30/minute"
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
