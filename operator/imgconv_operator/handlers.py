@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import time
@@ -168,6 +169,7 @@ async def autoscale(
     assert name is not None
     index: kopf.Index[Any, Any] = kwargs["autoscalers_by_target"]  # kopf passes indexes by name
     runtime = AutoscalerRuntime(original_replicas=status.get("originalReplicas"))
+    written: dict[str, Any] | None = None
 
     def emit(kind: str, reason: str, message: str) -> None:
         kopf.event(body, type=kind, reason=reason, message=message)
@@ -188,10 +190,12 @@ async def autoscale(
                     started,
                     rivals=rivals(index, namespace, name, spec),
                 )
-                try:
-                    await kube.patch_status(namespace, name, new_status)
-                except NotFoundError:
-                    return  # the autoscaler itself is gone
+                if new_status != written:  # an idle queue should not mean a write every poll
+                    try:
+                        await kube.patch_status(namespace, name, new_status)
+                    except NotFoundError:
+                        return  # the autoscaler itself is gone
+                    written = copy.deepcopy(new_status)  # conditions are updated in place
             except (KubeError, kopf.TemporaryError, aiohttp.ClientError, OSError) as exc:
                 log.warning("%s/%s: reconcile failed, retrying: %r", namespace, name, exc)
             except Exception:
