@@ -37,7 +37,7 @@ test-python: $(STAMP) ## pytest: unit + integration against the real Postgres/Re
 test-frontend: ## typecheck, lint, unit-test, build and browser-test the frontend
 	$(MAKE) -C frontend test
 
-test: lint test-python test-frontend ## everything CI runs
+test: lint test-frontend test-python ## everything CI runs (pytest last: its summary closes the log)
 
 bench: $(STAMP) ## speed benchmarks (not tests): prints a table
 	$(PY) -m bench.run
