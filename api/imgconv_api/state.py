@@ -19,6 +19,7 @@ from imgconv_core.sweeper import Sweeper
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from imgconv_api.enqueue_marker import EnqueueMarker
 from imgconv_api.job_events import JobEventHub
 from imgconv_api.publisher import CeleryPublisher
 from imgconv_api.rate_limits import RateLimits
@@ -39,6 +40,7 @@ class AppState:
     rate_limits: RateLimits
     events: JobEventHub
     secret: bytes
+    enqueue_marker: EnqueueMarker
     sweeper: Sweeper | None = None
     sweeper_thread: threading.Thread | None = None
     stats_cache: dict[str, object] = field(default_factory=dict)
@@ -70,6 +72,7 @@ class AppState:
             rate_limits=RateLimits(settings),
             events=JobEventHub(events_redis),
             secret=settings.secret_key.get_secret_value().encode(),
+            enqueue_marker=EnqueueMarker(sessions),
         )
         if run_sweeper:
             state.sweeper = Sweeper(settings, sessions, store, sync_redis, publisher.publish)
@@ -81,6 +84,7 @@ class AppState:
     def start(self) -> None:
         """Start background work (needs a running event loop)."""
         self.events.start()
+        self.enqueue_marker.start()
         if self.sweeper_thread is not None:
             self.sweeper_thread.start()
 
@@ -89,6 +93,7 @@ class AppState:
         if self.sweeper is not None:
             self.sweeper.stop()
         await self.events.stop()
+        self.enqueue_marker.close()
         await self.redis_async.aclose()
         self.redis_sync.close()
         self.publisher.close()

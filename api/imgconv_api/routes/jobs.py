@@ -133,9 +133,7 @@ async def create_jobs(
             jobs = job_store.insert_jobs(tx, state.store, client_id, new_jobs, idem)
         # Committed: now it may be published. If the broker is down the sweeper publishes later.
         sent = state.publisher.publish([job.id for job in jobs])
-        if sent:
-            with transaction(state.sessions) as tx:
-                job_store.mark_enqueued(tx, sent)
+        state.enqueue_marker.add(sent)
         metrics.PUBLISH_FAILURES.inc(len(jobs) - len(sent))
         for job in jobs:
             state.cache_job(job)

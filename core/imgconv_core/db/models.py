@@ -54,6 +54,8 @@ class Job(Base):
     """One image conversion. `version` grows on every change and is the poll ETag."""
 
     __tablename__ = "jobs"
+    # Server defaults (created_at...) come back in the INSERT's RETURNING: no refresh query.
+    __mapper_args__ = {"eager_defaults": True}
     __table_args__ = (
         CheckConstraint(f"status IN ({STATUS_VALUES})", name="status_valid"),
         # Keyset pagination of a client's jobs, newest first, with and without a status filter.
