@@ -7,7 +7,7 @@ import math
 import random
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from imgconv_operator.scaling import (
     CounterReading,
@@ -17,11 +17,12 @@ from imgconv_operator.scaling import (
     ScalingPolicy,
     StepPolicy,
     decide,
-    deletion_costs,
     estimate_rates,
+    plan_scale_down,
 )
 
 DT = 0.5  # seconds per simulation step
+RS_DELAY = 1.0  # scale PATCH -> the ReplicaSet controller picks its victims (watch + sync)
 
 
 @dataclass
@@ -33,6 +34,7 @@ class Pod:
     ready_at: float
     slots: list[float | None]  # finish time of the task in each slot, None when free
     terminating: bool = False
+    deliveries: int = 0  # messages delivered to this pod's consumer so far
 
     def busy(self) -> int:
         """Tasks running in this pod."""
@@ -67,6 +69,7 @@ class Snapshot:
     published: int = 0
     acked: int = 0
     in_flight: dict[int, int] = field(default_factory=dict)
+    deliveries: dict[int, int] = field(default_factory=dict)
 
 
 class Cluster:
@@ -87,6 +90,8 @@ class Cluster:
         self.replicas = 0  # Deployment spec.replicas
         self.snapshot = Snapshot()
         self._next_pod = 0
+        self._last_served = -1  # RabbitMQ's round-robin position among consumers
+        self._remove_at: float | None = None  # a scale-down the ReplicaSet has not acted on yet
 
     def active(self) -> list[Pod]:
         """Pods that are not shutting down."""
@@ -121,12 +126,19 @@ class Cluster:
             )
             self._next_pod += 1
             self.pods.append(pod)
-        excess = len(active) - replicas
-        if excess > 0:
-            for victim in self.rank(self)[:excess]:
-                victim.terminating = True
-                if victim.busy():
-                    self.busy_killed += 1  # warm shutdown: it finishes, but it was picked busy
+        if len(active) > replicas and self._remove_at is None:
+            self._remove_at = self.now + RS_DELAY
+
+    def _replicaset_sync(self) -> None:
+        """The ReplicaSet acts RS_DELAY after the patch, on the pods as they are by then."""
+        if self._remove_at is None or self.now < self._remove_at:
+            return
+        self._remove_at = None
+        excess = len(self.active()) - self.replicas
+        for victim in self.rank(self)[: max(excess, 0)]:
+            victim.terminating = True
+            if victim.busy():
+                self.busy_killed += 1  # warm shutdown: it finishes, but it was picked busy
 
     def step(self) -> None:
         """Advance DT: arrivals, completions, dispatch, accounting."""
@@ -142,15 +154,21 @@ class Cluster:
                 if finish is not None and finish <= t:
                     pod.slots[i] = None
                     self.acked += 1
+        self._replicaset_sync()
         self.pods = [p for p in self.pods if not (p.terminating and p.busy() == 0)]
-        for pod in self.pods:
-            if not pod.ready(t):
-                continue
-            for i, finish in enumerate(pod.slots):
-                if finish is None and self.queue:
-                    arrived = self.queue.popleft()
-                    self.waits.append(max(0.0, t - arrived))
-                    pod.slots[i] = t + self.service_time()
+        # RabbitMQ hands each message to the next consumer with a free prefetch slot, round
+        # robin: load spreads over all pods, so an idle pod gets the next message as likely
+        # as any other (not oldest-first, which would keep the newest pods idle).
+        while self.queue:
+            free = [p for p in self.pods if p.ready(t) and p.busy() < len(p.slots)]
+            if not free:
+                break
+            pod = next((p for p in free if p.name > self._last_served), free[0])
+            self._last_served = pod.name
+            arrived = self.queue.popleft()
+            self.waits.append(max(0.0, t - arrived))
+            pod.slots[pod.slots.index(None)] = t + self.service_time()
+            pod.deliveries += 1
         self.replica_seconds += len(self.pods) * DT
         self.now += DT
 
@@ -163,6 +181,8 @@ class Cluster:
             published=self.published,
             acked=self.acked,
             in_flight={p.name: p.busy() for p in self.pods},
+            # Only pods with a consumer (ready) have a channel, hence a delivery counter.
+            deliveries={p.name: p.deliveries for p in self.pods if p.ready(self.now)},
         )
 
 
@@ -194,13 +214,29 @@ class Autoscaler:
 
 class OurAutoscaler(Autoscaler):
     """The operator: poll every pollIntervalSeconds, live ready count over AMQP, the rest from
-    lagging statistics, decision from imgconv_operator.scaling, deletion costs before scale-down."""
+    lagging statistics, decision from imgconv_operator.scaling; before a scale-down a re-read
+    (the same lagging statistics: within one poll it is the same snapshot) and
+    plan_scale_down against the previous poll's reading, then deletion costs, then the patch."""
 
     def __init__(self, policy: ScalingPolicy, poll: float, phase: float) -> None:
         self.policy, self.poll, self.next = policy, poll, phase
         self.memory = ScalerMemory()
         self.counters: tuple[CounterReading, ...] = ()
         self.costs: dict[int, int] = {}
+        self.previous: Snapshot | None = None
+
+    @staticmethod
+    def loads(cluster: Cluster, snap: Snapshot) -> list[PodLoad]:
+        """Per-pod load as the management API shows it (a starting pod has no consumer yet)."""
+        return [
+            PodLoad(
+                str(p.name),
+                snap.in_flight.get(p.name, 0),
+                ready=p.ready(cluster.now),  # the pod list is read live from the API
+                deliveries=snap.deliveries.get(p.name),
+            )
+            for p in cluster.active()
+        ]
 
     def tick(self, cluster: Cluster) -> None:
         """Poll when due."""
@@ -211,7 +247,7 @@ class OurAutoscaler(Autoscaler):
         reading = CounterReading(cluster.now, snap.published, snap.acked, snap.unacked)
         rates = estimate_rates(self.counters, reading, 30.0)
         self.counters = rates.history
-        loads = [PodLoad(str(p.name), snap.in_flight.get(p.name, 0)) for p in cluster.active()]
+        loads = self.loads(cluster, snap)
         sample = QueueSample(
             ready=len(cluster.queue),  # passive queue.declare: live
             unacked=snap.unacked,
@@ -221,11 +257,26 @@ class OurAutoscaler(Autoscaler):
             mean_in_flight=rates.mean_in_flight,
             busy_pods=sum(1 for load in loads if load.in_flight),
         )
+        before, self.previous = self.previous, snap
         decision = decide(self.policy, sample, cluster.replicas, self.memory, cluster.now)
-        self.memory = decision.memory
         if decision.desired < cluster.replicas:
-            self.costs = {int(k): v for k, v in deletion_costs(loads).items()}
-            cluster.rank = cost_aware_rank(self.costs)
+            fresh = cluster.snapshot  # the re-read: as stale as the statistics are
+            previous = {x.name: x for x in self.loads(cluster, before)} if before else {}
+            plan = plan_scale_down(
+                decision.desired,
+                cluster.replicas,
+                self.loads(cluster, fresh),
+                previous,
+                len(cluster.queue),
+            )
+            if plan.replicas >= cluster.replicas:
+                memory = replace(decision.memory, last_scale_down=self.memory.last_scale_down)
+                decision = replace(decision, desired=cluster.replicas, memory=memory)
+            else:
+                decision = replace(decision, desired=plan.replicas)
+                self.costs = {int(k): v for k, v in plan.costs.items()}
+                cluster.rank = cost_aware_rank(self.costs)
+        self.memory = decision.memory
         cluster.scale_to(decision.desired)
 
 

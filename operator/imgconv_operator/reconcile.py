@@ -23,8 +23,8 @@ from imgconv_operator.scaling import (
     ScalerMemory,
     decide,
     decide_on_error,
-    deletion_costs,
     estimate_rates,
+    plan_scale_down,
     recommend,
 )
 from imgconv_operator.sources import (
@@ -89,6 +89,9 @@ class AutoscalerRuntime:
     conditions: dict[str, JsonObject] = field(default_factory=dict)
     last_scale_time: str | None = None
     original_replicas: int | None = None
+    # The last reading of the previous reconcile: a pod is proven idle only if it was idle
+    # then too, with no delivery since (see scaling.provably_idle).
+    previous_reading: SourceReading | None = None
     make_source: Callable[[RabbitMQSourceSpec | RedisSourceSpec, str, str | None], QueueSource] = (
         build_source
     )
@@ -123,6 +126,8 @@ class Reconciler:
         self.runtime = runtime
         self.emit = emit
         self._costs_now: dict[str, str | None] = {}
+        self._plan_costs: dict[str, int] = {}
+        self._reading_before: SourceReading | None = None
 
     # -- conditions and events ------------------------------------------------------------
 
@@ -207,13 +212,18 @@ class Reconciler:
         self._condition("Paused", False, "NotPaused")
 
         try:
-            sample, pods = await self._observe(spec, deployment, current, now)
+            sample, _ = await self._observe(spec, deployment, current, now)
         except SourceError as exc:
             return await self._on_source_error(spec, generation, current, str(exc)), interval
 
         decision = decide(spec.policy, sample, current, self.runtime.memory, now)
+        if decision.direction is Direction.DOWN:
+            try:
+                decision = await self._recheck(spec, deployment, decision)
+            except SourceError as exc:
+                return await self._on_source_error(spec, generation, current, str(exc)), interval
         self.runtime.memory = decision.memory
-        await self._apply(spec, decision, sample, pods)
+        await self._apply(spec, decision, sample)
         metrics.DECISIONS.labels(
             self.namespace, self.name, decision.direction.value, decision.reason.value
         ).inc()
@@ -253,6 +263,7 @@ class Reconciler:
         self, spec: AutoscalerSpec, generation: int | None, current: int, fixed: int | None
     ) -> JsonObject:
         self.runtime.memory = ScalerMemory()  # after a pause, a scale-down needs a fresh window
+        self.runtime.previous_reading = None
         message = "paused by annotation" + (f" at {fixed} replicas" if fixed is not None else "")
         if self._condition("Paused", True, "PausedByAnnotation", message):
             self.emit("Normal", "Paused", message)
@@ -272,6 +283,7 @@ class Reconciler:
         runtime = self.runtime
         runtime.failures += 1
         runtime.memory = ScalerMemory()  # an outage breaks the window: start it over after
+        runtime.previous_reading = None
         await runtime.close_source()
         metrics.SOURCE_ERRORS.labels(self.namespace, self.name).inc()
         log.warning(
@@ -334,6 +346,30 @@ class Reconciler:
         runtime.source, runtime.source_spec = source, spec.source
         return source
 
+    async def _recheck(
+        self, spec: AutoscalerSpec, deployment: JsonObject, decision: Decision
+    ) -> Decision:
+        """Right before a scale-down: read the queue again (fresh, not the reading the decision
+        used), and lower replicas only by as many pods as are proven idle (plan_scale_down)."""
+        previous = self._reading_before
+        fresh = await (await self._source(spec)).read()
+        self.runtime.previous_reading = fresh
+        live = await self._live_pods(deployment)
+        loads = self._loads(live, fresh)
+        before = {p.name: p for p in self._loads(live, previous, record=False)} if previous else {}
+        plan = plan_scale_down(decision.desired, decision.current, loads, before, fresh.ready)
+        self._plan_costs = plan.costs
+        if plan.replicas >= decision.current:
+            # Nothing proven idle: no scale-down, and no cooldown started by one that did not
+            # happen; the window's recommendations are kept, so it is tried again next poll.
+            memory = replace(decision.memory, last_scale_down=self.runtime.memory.last_scale_down)
+            return replace(
+                decision, desired=decision.current, reason=Reason.NOT_PROVEN_IDLE, memory=memory
+            )
+        if plan.replicas > decision.desired:
+            return replace(decision, desired=plan.replicas, reason=Reason.NOT_PROVEN_IDLE)
+        return decision
+
     async def _observe(
         self, spec: AutoscalerSpec, deployment: JsonObject, current: int, now: float
     ) -> tuple[QueueSample, list[PodLoad]]:
@@ -341,6 +377,8 @@ class Reconciler:
         reading = await source.read()
         runtime = self.runtime
         runtime.failures = 0
+        # The recheck compares with the reading of the previous reconcile, not this one.
+        self._reading_before, runtime.previous_reading = runtime.previous_reading, reading
         arrival = drain = mean_in_flight = None
         if reading.published is not None and reading.acked is not None:
             counters = CounterReading(now, reading.published, reading.acked, reading.unacked)
@@ -367,11 +405,20 @@ class Reconciler:
             sample = replace(sample, busy_pods=busy)
         return sample, pods
 
-    async def _pod_loads(self, deployment: JsonObject, reading: SourceReading) -> list[PodLoad]:
+    async def _live_pods(self, deployment: JsonObject) -> list[JsonObject]:
         selector = ((deployment.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
         pods = await self.kube.list_pods(self.namespace, selector)
-        live = [p for p in pods if not (p.get("metadata") or {}).get("deletionTimestamp")]
+        return [p for p in pods if not (p.get("metadata") or {}).get("deletionTimestamp")]
+
+    async def _pod_loads(self, deployment: JsonObject, reading: SourceReading) -> list[PodLoad]:
+        return self._loads(await self._live_pods(deployment), reading)
+
+    def _loads(
+        self, live: list[JsonObject], reading: SourceReading, *, record: bool = True
+    ) -> list[PodLoad]:
+        """Per-pod load from one reading (record: remember the pods' current cost annotations)."""
         by_host = reading.in_flight_by_host
+        delivered = reading.deliveries_by_host
         ips = {(p.get("status") or {}).get("podIP") for p in live}
         # In-flight work on hosts that are none of our pods (NAT, a sidecar proxy, workers
         # outside the cluster), or more unacked messages in the queue than its channels account
@@ -383,29 +430,39 @@ class Reconciler:
             or any(n > 0 and h not in ips for h, n in by_host.items())
         )
         loads = []
-        self._costs_now = {}
+        if record:
+            self._costs_now = {}
         for pod in live:
             meta, status = pod.get("metadata") or {}, pod.get("status") or {}
             annotations = meta.get("annotations") or {}
-            self._costs_now[str(meta.get("name"))] = annotations.get(DELETION_COST_ANNOTATION)
+            if record:
+                self._costs_now[str(meta.get("name"))] = annotations.get(DELETION_COST_ANNOTATION)
             ip = status.get("podIP")
             ready = status.get("phase") == "Running"
+            deliveries: int | None = None
             if not ip:
                 in_flight: int | None = 0  # never started: cannot hold a task
+                ready = False
+            elif by_host is None and reading.unacked == 0:
+                # No per-pod data (Redis), but nothing at all is in flight: every pod is idle,
+                # and with no per-pod counter the count stands in as "no delivery seen".
+                in_flight, deliveries = 0, 0
             elif unknown or by_host is None:
                 in_flight = None
             else:
                 in_flight = by_host.get(ip, 0)
-            loads.append(PodLoad(str(meta.get("name")), in_flight, ready))
+                if ip in by_host and delivered is not None:
+                    # Only a pod with a consumer channel has a counter; one that is not (yet)
+                    # consuming has none, and cannot be proven idle by comparing readings.
+                    deliveries = delivered.get(ip, 0)
+            loads.append(PodLoad(str(meta.get("name")), in_flight, ready, deliveries))
         return loads
 
-    async def _apply(
-        self, spec: AutoscalerSpec, decision: Decision, sample: QueueSample, pods: list[PodLoad]
-    ) -> None:
+    async def _apply(self, spec: AutoscalerSpec, decision: Decision, sample: QueueSample) -> None:
         if decision.direction is Direction.NONE:
             return
         if decision.direction is Direction.DOWN:
-            await self._mark_deletion_costs(pods)
+            await self._mark_deletion_costs(self._plan_costs)
         await self.kube.scale_deployment(self.namespace, spec.target, decision.desired)
         detail = (
             f"ready={sample.ready} unacked={sample.unacked}"
@@ -413,9 +470,9 @@ class Reconciler:
         )
         self._scaled(decision.current, decision.desired, decision.reason, detail)
 
-    async def _mark_deletion_costs(self, pods: list[PodLoad]) -> None:
-        """Idle pods cheap, busy pods expensive, so the ReplicaSet removes idle ones first."""
-        for pod_name, cost in deletion_costs(pods).items():
+    async def _mark_deletion_costs(self, costs: dict[str, int]) -> None:
+        """Proven-idle pods cheap, all others expensive: the ReplicaSet removes only idle ones."""
+        for pod_name, cost in costs.items():
             if self._costs_now.get(pod_name) == str(cost):
                 continue  # already marked: every pod update is API server load
             try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
@@ -29,6 +30,8 @@ class Reason(StrEnum):
     STEP_LIMITED = "StepLimited"  # moved, but by at most the step limit
     ABOVE_MAX = "AboveMax"  # current count above maxReplicas: corrected at once
     COOLDOWN = "Cooldown"  # scaled down recently: batch pods that free up one by one
+    QUIET = "Quiet"  # nothing ready, nothing published for the rate window: idle pods go now
+    NOT_PROVEN_IDLE = "NotProvenIdle"  # the fresh re-read before a scale-down found no idle pod
     STEADY = "Steady"  # nothing to change
     FALLBACK = "Fallback"  # queue unreadable: hold (or the fixed fallback count, never lower)
     PAUSED = "Paused"  # imgconv.io/paused or imgconv.io/paused-replicas
@@ -183,6 +186,11 @@ def recommend(policy: ScalingPolicy, sample: QueueSample, current: int) -> tuple
     return min(replicas, policy.max_replicas), reason, True
 
 
+def is_quiet(sample: QueueSample) -> bool:
+    """Nothing ready and nothing published over the whole rate window (rate known to be 0)."""
+    return sample.ready == 0 and sample.arrival_rate is not None and sample.arrival_rate <= 0
+
+
 def busy_floor(sample: QueueSample, current: int) -> int:
     """Pods that may hold running tasks and so must not be removed (all of them if unknown)."""
     if sample.busy_pods is not None:
@@ -225,9 +233,15 @@ def decide(
 
     if target < current:
         window = policy.scale_down.stabilization_seconds
-        if not memory.covers(now, window):
+        quiet = is_quiet(sample)
+        if quiet:
+            # Nothing waits and nothing was published for the whole rate window: there is no
+            # load left to be noisy, so idle pods need not sit out the window (busy ones stay).
+            stabilized = target
+        elif not memory.covers(now, window):
             return replace(result, reason=Reason.STABILIZING)
-        stabilized = max(memory.window(now, window))
+        else:
+            stabilized = max(memory.window(now, window))
         floor = busy_floor(sample, current)
         limit = policy.scale_down.limit(current)
         lowest = stabilized if limit is None else max(stabilized, current - limit)
@@ -243,6 +257,8 @@ def decide(
             return replace(result, reason=Reason.COOLDOWN)
         if floor > lowest:
             why = Reason.IN_FLIGHT
+        elif quiet:
+            why = Reason.QUIET
         elif limit is not None and lowest == current - limit and lowest > stabilized:
             why = Reason.STEP_LIMITED
         else:
@@ -312,7 +328,9 @@ class PodLoad:
 
     name: str
     in_flight: int | None
-    ready: bool = True
+    ready: bool = True  # running (has, or may have, a consumer); False: never started
+    # Cumulative deliveries to the pod's consumer channels; None: no consumer seen, or unknown.
+    deliveries: int | None = None
 
 
 IDLE_DELETION_COST = -100
@@ -331,3 +349,56 @@ def deletion_costs(pods: list[PodLoad]) -> dict[str, int]:
         else:
             costs[pod.name] = BUSY_DELETION_COST_PER_TASK * pod.in_flight
     return costs
+
+
+@dataclass(frozen=True)
+class ScaleDownPlan:
+    """What a scale-down may really do after the fresh re-read."""
+
+    replicas: int  # >= the decision's desired count; == current when nothing is proven idle
+    costs: dict[str, int]  # pod-deletion-cost per pod
+    removable: frozenset[str]  # pods proven idle: the only ones the ReplicaSet may pick
+
+
+def provably_idle(pod: PodLoad, previous: PodLoad | None, ready_now: int) -> bool:
+    """A pod that cannot be holding a task, as far as two readings of the broker can tell.
+
+    Never started: it has no consumer, so it holds nothing. Otherwise it must hold nothing in the
+    fresh reading and in the previous one (a poll interval earlier), with no delivery to its
+    channels in between (a short task taken and finished between the readings shows up there;
+    no channel in either reading counts as no delivery), and nothing may be ready right now (a
+    ready message goes to a pod with a free slot within milliseconds, so "idle" means nothing
+    then). The readings are broker statistics, up to one statistics interval old: a delivery
+    after the fresh one is invisible here (see the README on when a task can be interrupted).
+    """
+    if not pod.ready:
+        return pod.in_flight == 0
+    if ready_now > 0 or pod.in_flight != 0 or previous is None or previous.in_flight != 0:
+        return False
+    return pod.deliveries == previous.deliveries  # None twice: no consumer in either reading
+
+
+def plan_scale_down(
+    desired: int,
+    current: int,
+    pods: list[PodLoad],
+    previous: Mapping[str, PodLoad],
+    ready_now: int,
+) -> ScaleDownPlan:
+    """Lower replicas only by as many pods as the fresh re-read proves idle; mark those cheap.
+
+    `pods` come from the fresh re-read made right before patching, `previous` (by pod name)
+    from the reading of the previous reconcile. The ReplicaSet removes len(pods) - replicas pods,
+    lowest deletion cost first; every proven-idle pod costs IDLE_DELETION_COST and every other
+    pod at least BUSY_DELETION_COST_PER_TASK, so it can only pick proven-idle ones.
+    """
+    removable = frozenset(p.name for p in pods if provably_idle(p, previous.get(p.name), ready_now))
+    costs: dict[str, int] = {}
+    for pod in pods:
+        if pod.name in removable:
+            costs[pod.name] = IDLE_DELETION_COST
+        else:
+            costs[pod.name] = BUSY_DELETION_COST_PER_TASK * max(pod.in_flight or 0, 1)
+    floor = len(pods) - len(removable)  # the ReplicaSet removes len(pods) - replicas pods
+    replicas = min(current, max(desired, floor))
+    return ScaleDownPlan(replicas, costs, removable)

@@ -29,6 +29,8 @@ class SourceReading:
     acked: int | None = None
     # In-flight (unacked) messages per consumer host (pod IP); None: not available per pod.
     in_flight_by_host: dict[str, int] | None = None
+    # Cumulative deliveries to the consumer channels per host; None: not available per pod.
+    deliveries_by_host: dict[str, int] | None = None
 
 
 class QueueSource(Protocol):
@@ -99,13 +101,19 @@ class RabbitMQSource:
         if our_channels:
             channels = await self._get(
                 f"/api/vhosts/{vhost}/channels",
-                params={"columns": "name,messages_unacknowledged,connection_details.peer_host"},
+                params={
+                    "columns": "name,messages_unacknowledged,connection_details.peer_host,"
+                    "message_stats.deliver_get"
+                },
             )
         by_host: dict[str, int] = defaultdict(int)
+        deliveries: dict[str, int] = defaultdict(int)
         for channel in channels:
             if channel.get("name") in our_channels:
-                host = (channel.get("connection_details") or {}).get("peer_host")
-                by_host[str(host)] += int(channel.get("messages_unacknowledged") or 0)
+                host = str((channel.get("connection_details") or {}).get("peer_host"))
+                by_host[host] += int(channel.get("messages_unacknowledged") or 0)
+                counters = channel.get("message_stats") or {}  # [] before the first delivery
+                deliveries[host] += int(counters.get("deliver_get") or 0)
         ready = int(queue.get("messages_ready") or 0)
         consumers = int(queue.get("consumers") or 0)
         if self._amqp_url is not None:
@@ -117,6 +125,7 @@ class RabbitMQSource:
             published=_int_or_none(stats.get("publish")),
             acked=_int_or_none(stats.get("ack")),
             in_flight_by_host=dict(by_host),
+            deliveries_by_host=dict(deliveries),
         )
 
     def _declare_passive(self) -> tuple[int, int]:

@@ -54,7 +54,8 @@ async def test_in_flight_work_is_attributed_to_the_consumer_host(
         # Queue, consumer and channel statistics refresh independently (every 5 s).
         for _ in range(60):
             reading = await source.read()
-            if reading.consumers and reading.in_flight_by_host and reading.ready == 2:
+            settled = reading.consumers and reading.in_flight_by_host and reading.ready == 2
+            if settled and reading.published == 3 and reading.deliveries_by_host:
                 break
             await asyncio.sleep(0.25)
     finally:
@@ -64,6 +65,7 @@ async def test_in_flight_work_is_attributed_to_the_consumer_host(
     assert reading.consumers == 1
     assert reading.published == 3
     assert reading.in_flight_by_host == {"127.0.0.1": 1}
+    assert reading.deliveries_by_host == {"127.0.0.1": 1}  # the channel's deliver_get counter
 
 
 @pytest.fixture

@@ -111,7 +111,12 @@ class Harness:
 async def test_scale_down_marks_idle_pods_cheap_before_lowering_replicas() -> None:
     kube = FakeKube(3, ips=("10.0.0.1", "10.0.0.2", "10.0.0.3"))
     kube.pods[0]["metadata"]["annotations"][COST] = "-100"  # already right: no second patch
-    h = Harness(kube, SourceReading(0, 1, 3, in_flight_by_host={"10.0.0.2": 1}))
+    # Every pod consumes (a channel each, as the management API lists them); one holds a task.
+    by_host = {"10.0.0.1": 0, "10.0.0.2": 1, "10.0.0.3": 0}
+    delivered = {"10.0.0.1": 3, "10.0.0.2": 4, "10.0.0.3": 3}
+    h = Harness(
+        kube, SourceReading(0, 1, 3, in_flight_by_host=by_host, deliveries_by_host=delivered)
+    )
     for now in (0.0, 5.0, 10.0):
         await h.tick(now)
     assert kube.replicas == 1
@@ -127,7 +132,11 @@ async def test_scale_down_marks_idle_pods_cheap_before_lowering_replicas() -> No
 async def test_a_pod_gone_since_the_listing_does_not_stop_the_scale_down() -> None:
     kube = FakeKube(3, ips=("10.0.0.1", "10.0.0.2", "10.0.0.3"))
     kube.vanished = {"w-0"}
-    h = Harness(kube, SourceReading(0, 0, 2, in_flight_by_host={}))
+    ips = ("10.0.0.1", "10.0.0.2", "10.0.0.3")
+    reading = SourceReading(
+        0, 0, 2, in_flight_by_host=dict.fromkeys(ips, 0), deliveries_by_host=dict.fromkeys(ips, 1)
+    )
+    h = Harness(kube, reading)
     for now in (0.0, 5.0, 10.0):
         await h.tick(now)
     assert kube.replicas == 0
@@ -227,3 +236,75 @@ async def test_pause_annotations() -> None:
     await h.tick(10.0)
     assert h.condition("Paused")["status"] == "False"
     assert kube.replicas == 10  # 50 ready, unpaused: up to maxReplicas
+
+
+class SequenceSource(FakeSource):
+    """Returns queued readings first, then the standing one; counts reads."""
+
+    def __init__(self, reading: SourceReading) -> None:
+        super().__init__(reading)
+        self.queued: list[SourceReading] = []
+        self.reads = 0
+
+    async def read(self) -> SourceReading:
+        self.reads += 1
+        return self.queued.pop(0) if self.queued else await super().read()
+
+
+@pytest.mark.asyncio
+async def test_scale_down_rereads_the_queue_and_keeps_a_pod_that_just_took_a_task() -> None:
+    ips = ("10.0.0.1", "10.0.0.2", "10.0.0.3")
+    kube = FakeKube(3, ips=ips)
+    idle = SourceReading(
+        0, 0, 3, in_flight_by_host=dict.fromkeys(ips, 0), deliveries_by_host=dict.fromkeys(ips, 4)
+    )
+    h = Harness(kube, idle)
+    source = SequenceSource(idle)
+    h.source = source
+    for now in (0.0, 5.0):
+        await h.tick(now)
+    assert kube.replicas == 3  # the window (10 s) is not covered yet
+    # At 10 s the decision's reading says all idle, but the re-read right before the patch
+    # shows that 10.0.0.3 took a task (and 10.0.0.2 took and finished one since 5 s).
+    taken = SourceReading(
+        0,
+        1,
+        3,
+        in_flight_by_host={"10.0.0.1": 0, "10.0.0.2": 0, "10.0.0.3": 1},
+        deliveries_by_host={"10.0.0.1": 4, "10.0.0.2": 5, "10.0.0.3": 5},
+    )
+    source.queued = [idle, taken]
+    reads = source.reads
+    await h.tick(10.0)
+    assert source.reads == reads + 2  # the decision's reading, then the fresh re-read
+    assert kube.replicas == 2  # only the one proven-idle pod goes
+    costs = dict(args for call, args in kube.calls if call == "annotate")
+    assert costs == {"w-0": "-100", "w-1": "100", "w-2": "100"}
+    calls = [c for c, _ in kube.calls]
+    assert calls.index("scale") > max(i for i, c in enumerate(calls) if c == "annotate")
+    assert h.status["reason"] == "NotProvenIdle"
+
+
+@pytest.mark.asyncio
+async def test_no_scale_down_when_the_reread_proves_no_pod_idle() -> None:
+    ips = ("10.0.0.1", "10.0.0.2")
+    kube = FakeKube(2, ips=ips)
+    idle = SourceReading(
+        0, 0, 2, in_flight_by_host=dict.fromkeys(ips, 0), deliveries_by_host=dict.fromkeys(ips, 1)
+    )
+    h = Harness(kube, idle)
+    source = SequenceSource(idle)
+    h.source = source
+    for now in (0.0, 5.0):
+        await h.tick(now)
+    busier = SourceReading(
+        0, 0, 2, in_flight_by_host=dict.fromkeys(ips, 0), deliveries_by_host=dict.fromkeys(ips, 2)
+    )
+    source.queued = [idle, busier]  # both pods took and finished a task since the last poll
+    await h.tick(10.0)
+    assert kube.replicas == 2
+    assert "scale" not in [c for c, _ in kube.calls]
+    assert h.status["reason"] == "NotProvenIdle"
+    source.reading = busier
+    await h.tick(15.0)  # quiet since the last reading: now they may go, no cooldown pending
+    assert kube.replicas == 0

@@ -20,6 +20,7 @@ from imgconv_operator.scaling import (
     decide_on_error,
     deletion_costs,
     estimate_rates,
+    plan_scale_down,
     recommend,
 )
 
@@ -314,3 +315,83 @@ def test_noisy_load_that_the_workers_keep_up_with_never_flaps(
             directions.append(decision.direction)
         memory, current = decision.memory, decision.desired
     assert Direction.UP not in directions or Direction.DOWN not in directions
+
+
+# ---- the re-read before a scale-down, and the quiet fast path ---------------------------
+
+
+def test_quiet_queue_lets_idle_pods_go_without_the_window() -> None:
+    quiet = QueueSample(ready=0, unacked=2, arrival_rate=0.0, drain_rate=0.1, busy_pods=2)
+    decision = decide(POLICY, quiet, 8, ScalerMemory(), 0.0)
+    assert (decision.desired, decision.reason) == (2, Reason.QUIET)
+    # With arrivals (or no rate yet) the whole window must agree first.
+    for rate in (0.5, None):
+        busy = QueueSample(ready=0, unacked=2, arrival_rate=rate, drain_rate=0.1, busy_pods=2)
+        assert decide(POLICY, busy, 8, ScalerMemory(), 0.0).desired == 8
+
+
+def test_plan_removes_only_pods_idle_in_both_readings_without_deliveries() -> None:
+    previous = {
+        "idle": PodLoad("idle", 0, deliveries=5),
+        "took-one": PodLoad("took-one", 0, deliveries=5),
+        "busy": PodLoad("busy", 1, deliveries=3),
+        "new-consumer": PodLoad("new-consumer", 0, deliveries=None),
+        "no-consumer": PodLoad("no-consumer", 0, deliveries=None),
+    }
+    fresh = [
+        PodLoad("idle", 0, deliveries=5),
+        PodLoad("took-one", 0, deliveries=6),  # took and finished a task between the readings
+        PodLoad("busy", 0, deliveries=3),  # busy a poll ago: not proven idle yet
+        PodLoad("new-consumer", 0, deliveries=0),  # its channel appeared since: not proven
+        PodLoad("no-consumer", 0, deliveries=None),  # no channel in either reading
+        PodLoad("starting", 0, ready=False),
+    ]
+    plan = plan_scale_down(0, 6, fresh, previous, ready_now=0)
+    assert plan.removable == {"idle", "no-consumer", "starting"}
+    assert plan.replicas == 3
+    assert plan.costs["idle"] == plan.costs["starting"] == plan.costs["no-consumer"] < 0
+    assert all(plan.costs[p] > 0 for p in ("took-one", "busy", "new-consumer"))
+    # A ready message goes to a free slot at once: then only never-started pods may go.
+    assert plan_scale_down(0, 5, fresh, previous, ready_now=1).removable == {"starting"}
+
+
+pod_names = [f"p{i}" for i in range(12)]
+loads = st.builds(
+    PodLoad,
+    st.sampled_from(pod_names),
+    st.one_of(st.none(), st.integers(0, 2)),
+    st.booleans(),
+    st.one_of(st.none(), st.integers(0, 3)),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(loads, max_size=12, unique_by=lambda p: p.name),
+    st.lists(loads, max_size=12, unique_by=lambda p: p.name),
+    st.integers(0, 15),
+    st.integers(0, 15),
+    st.integers(0, 3),
+)
+def test_the_replicaset_can_only_pick_proven_idle_pods(
+    fresh: list[PodLoad], before: list[PodLoad], desired: int, current: int, ready_now: int
+) -> None:
+    previous = {p.name: p for p in before}
+    plan = plan_scale_down(desired, current, fresh, previous, ready_now)
+    assert min(desired, current) <= plan.replicas <= current
+    assert plan.replicas >= desired or plan.replicas == current
+    if plan.replicas < current:
+        # We lower it: the ReplicaSet then removes len(pods) - replicas pods, lowest cost
+        # first (ties: newest first), and every one of them must be proven idle.
+        removed = max(len(fresh) - plan.replicas, 0)
+        victims = sorted(fresh, key=lambda p: plan.costs[p.name])[:removed]
+        assert {v.name for v in victims} <= plan.removable
+        assert removed <= len(plan.removable)
+    for name in plan.removable:
+        pod = next(p for p in fresh if p.name == name)
+        assert pod.in_flight == 0
+        if pod.ready:
+            prev = previous[name]
+            assert ready_now == 0
+            assert prev.in_flight == 0
+            assert pod.deliveries == prev.deliveries
