@@ -64,15 +64,11 @@ def decode_entry(raw: bytes) -> CachedJob | None:
 
 def write_job(client: redis.Redis, owner: uuid.UUID, view: JobView, version: int, ttl: int) -> bool:
     """Write a job's status through to Redis and wake its long polls (sync, for workers)."""
-    result = client.eval(
-        WRITE_IF_NEWER,
-        1,
-        job_key(view.id),
-        encode_entry(owner, view, version),
-        version,
-        ttl,
-        JOB_EVENTS_CHANNEL,
-        str(view.id),
+    # A Script runs by its SHA (EVALSHA) and loads itself once per server.
+    script = client.register_script(WRITE_IF_NEWER)
+    result = script(
+        keys=[job_key(view.id)],
+        args=[encode_entry(owner, view, version), version, ttl, JOB_EVENTS_CHANNEL, str(view.id)],
     )
     return bool(result)
 
