@@ -328,6 +328,39 @@ def _raw_job(args: tuple[bytes, str, dict[str, Any]]) -> int:
     return len(_raw_convert(data, fmt_name, **kwargs))
 
 
+def _worker_run(
+    stack: Stack, client: ApiClient, data: bytes, count: int, fields: dict[str, Any]
+) -> float:
+    """Seconds from the first claim to the last completion of `count` jobs on 2 processes."""
+    ids = []
+    for start in range(0, count, 20):
+        batch = [(f"{i}.jpg", data) for i in range(start, min(count, start + 20))]
+        ids += [j["id"] for j in client.upload_ok(batch, **fields)]
+    worker = start_worker(stack, concurrency=2)
+    try:
+        for job_id in ids:
+            assert client.wait_terminal(job_id, timeout=600)["status"] == "completed"
+    finally:
+        worker.stop()
+    with psycopg.connect(pg_url(stack)) as conn:
+        span = conn.execute(
+            "SELECT extract(epoch FROM max(finished_at) - min(started_at)) FROM jobs "
+            "WHERE id = ANY(%s)",
+            ([uuid.UUID(i) for i in ids],),
+        ).fetchone()
+    assert span is not None
+    return float(span[0])
+
+
+def _raw_run(data: bytes, count: int, fmt_name: str, kwargs: dict[str, Any]) -> float:
+    """Seconds raw Pillow takes for the same `count` conversions in 2 processes."""
+    with multiprocessing.get_context("spawn").Pool(2) as pool:
+        pool.map(_raw_job, [(data, fmt_name, kwargs)] * 2)  # warm-up
+        started = time.perf_counter()
+        pool.map(_raw_job, [(data, fmt_name, kwargs)] * count, chunksize=1)
+        return time.perf_counter() - started
+
+
 def bench_conversions(stack: Stack, api: str) -> list[Row]:
     """Worker throughput (2 processes) against raw Pillow in 2 processes, same conversions."""
     rows = []
@@ -344,29 +377,9 @@ def bench_conversions(stack: Stack, api: str) -> list[Row]:
     ]
     client = ApiClient(api)
     for name, data, count, fields, fmt_name, kwargs in cases:
-        ids = []
-        for start in range(0, count, 20):
-            batch = [(f"{i}.jpg", data) for i in range(start, min(count, start + 20))]
-            ids += [j["id"] for j in client.upload_ok(batch, **fields)]
-        worker = start_worker(stack, concurrency=2)
-        try:
-            for job_id in ids:
-                assert client.wait_terminal(job_id, timeout=600)["status"] == "completed"
-        finally:
-            worker.stop()
-        with psycopg.connect(pg_url(stack)) as conn:
-            span = conn.execute(
-                "SELECT extract(epoch FROM max(finished_at) - min(started_at)) FROM jobs "
-                "WHERE id = ANY(%s)",
-                ([uuid.UUID(i) for i in ids],),
-            ).fetchone()
-        assert span is not None
-        ours_s = float(span[0])
-        with multiprocessing.get_context("spawn").Pool(2) as pool:
-            pool.map(_raw_job, [(data, fmt_name, kwargs)] * 2)  # warm-up
-            started = time.perf_counter()
-            pool.map(_raw_job, [(data, fmt_name, kwargs)] * count, chunksize=1)
-            raw_s = time.perf_counter() - started
+        # Two rounds, ours and raw Pillow interleaved; the best of each (noise only slows).
+        ours_s = min(_worker_run(stack, client, data, count, fields) for _ in range(2))
+        raw_s = min(_raw_run(data, count, fmt_name, kwargs) for _ in range(2))
         rows.append(
             row(
                 f"conversion throughput, {name}, {count} jobs, 2 processes",
