@@ -378,8 +378,11 @@ def bench_conversions(stack: Stack, api: str) -> list[Row]:
     client = ApiClient(api)
     for name, data, count, fields, fmt_name, kwargs in cases:
         # Two rounds, ours and raw Pillow interleaved; the best of each (noise only slows).
-        ours_s = min(_worker_run(stack, client, data, count, fields) for _ in range(2))
-        raw_s = min(_raw_run(data, count, fmt_name, kwargs) for _ in range(2))
+        ours_runs, raw_runs = [], []
+        for _ in range(2):
+            ours_runs.append(_worker_run(stack, client, data, count, fields))
+            raw_runs.append(_raw_run(data, count, fmt_name, kwargs))
+        ours_s, raw_s = min(ours_runs), min(raw_runs)
         rows.append(
             row(
                 f"conversion throughput, {name}, {count} jobs, 2 processes",
