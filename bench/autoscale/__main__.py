@@ -66,9 +66,12 @@ def traces() -> list[Trace]:
     ]
 
 
-def ours(trace: Trace) -> Callable[[random.Random], Autoscaler]:
-    """Our operator with default spec values (poll 5 s, live AMQP ready count)."""
-    return lambda rng: OurAutoscaler(our_policy(trace), poll=5.0, phase=rng.uniform(0, 5))
+def ours(trace: Trace, drain: bool = True) -> Callable[[random.Random], Autoscaler]:
+    """Our operator with default spec values (poll 5 s, live AMQP ready count), draining pods
+    before removing them (source.rabbitmq.drain) unless `drain` is False."""
+    return lambda rng: OurAutoscaler(
+        our_policy(trace), poll=5.0, phase=rng.uniform(0, 5), drain=drain
+    )
 
 
 def keda(trace: Trace) -> Callable[[random.Random], Autoscaler]:
@@ -108,7 +111,11 @@ def main() -> None:
     verdicts = []
     for trace in traces():
         rows = {}
-        for label, factory in (("imgconv", ours(trace)), ("KEDA+HPA", keda(trace))):
+        for label, factory in (
+            ("imgconv", ours(trace)),
+            ("imgconv, no drain", ours(trace, drain=False)),
+            ("KEDA+HPA", keda(trace)),
+        ):
             rows[label] = summarize([run(trace, factory, seed) for seed in range(args.seeds)])
             r = rows[label]
             print(

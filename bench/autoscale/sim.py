@@ -10,9 +10,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from imgconv_operator.scaling import (
+    BUSY_DELETION_COST_PER_TASK,
+    IDLE_DELETION_COST,
     CounterReading,
     PodLoad,
     QueueSample,
+    ScaleDownPlan,
     ScalerMemory,
     ScalingPolicy,
     StepPolicy,
@@ -35,6 +38,7 @@ class Pod:
     slots: list[float | None]  # finish time of the task in each slot, None when free
     terminating: bool = False
     deliveries: int = 0  # messages delivered to this pod's consumer so far
+    consuming: bool = True  # False after a drain's cancel_consumer: the broker delivers nothing
 
     def busy(self) -> int:
         """Tasks running in this pod."""
@@ -160,7 +164,7 @@ class Cluster:
         # robin: load spreads over all pods, so an idle pod gets the next message as likely
         # as any other (not oldest-first, which would keep the newest pods idle).
         while self.queue:
-            free = [p for p in self.pods if p.ready(t) and p.busy() < len(p.slots)]
+            free = [p for p in self.pods if p.ready(t) and p.consuming and p.busy() < len(p.slots)]
             if not free:
                 break
             pod = next((p for p in free if p.name > self._last_served), free[0])
@@ -218,8 +222,11 @@ class OurAutoscaler(Autoscaler):
     (the same lagging statistics: within one poll it is the same snapshot) and
     plan_scale_down against the previous poll's reading, then deletion costs, then the patch."""
 
-    def __init__(self, policy: ScalingPolicy, poll: float, phase: float) -> None:
+    def __init__(
+        self, policy: ScalingPolicy, poll: float, phase: float, drain: bool = False
+    ) -> None:
         self.policy, self.poll, self.next = policy, poll, phase
+        self.drain = drain  # source.rabbitmq.drain: Celery cancel_consumer + inspect first
         self.memory = ScalerMemory()
         self.counters: tuple[CounterReading, ...] = ()
         self.costs: dict[int, int] = {}
@@ -269,6 +276,8 @@ class OurAutoscaler(Autoscaler):
                 previous,
                 len(cluster.queue),
             )
+            if self.drain and plan.replicas < cluster.replicas:
+                plan = self.drained(cluster, plan)
             if plan.replicas >= cluster.replicas:
                 memory = replace(decision.memory, last_scale_down=self.memory.last_scale_down)
                 decision = replace(decision, desired=cluster.replicas, memory=memory)
@@ -278,6 +287,35 @@ class OurAutoscaler(Autoscaler):
                 cluster.rank = cost_aware_rank(self.costs)
         self.memory = decision.memory
         cluster.scale_to(decision.desired)
+
+    @staticmethod
+    def drained(cluster: Cluster, plan: ScaleDownPlan) -> ScaleDownPlan:
+        """reconcile._drain: stop the victims consuming, ask them (live) what they hold, keep
+        the ones holding anything. The cancel is confirmed before the question, so a message
+        delivered up to then is in the answer, and none comes after."""
+        pods = {str(p.name): p for p in cluster.active()}
+        count = len(plan.costs) - plan.replicas
+        newest_first = sorted(
+            plan.removable, key=lambda n: (pods[n].created, pods[n].name), reverse=True
+        )
+        victims = sorted(newest_first, key=lambda n: pods[n].ready(cluster.now))[: max(count, 0)]
+        gone = set()
+        for name in victims:
+            pod = pods[name]
+            if not pod.ready(cluster.now):
+                gone.add(name)  # no worker yet: nothing to stop, nothing held
+                continue
+            pod.consuming = False
+            if pod.busy():
+                pod.consuming = True  # add_consumer: it stays
+            else:
+                gone.add(name)
+        costs = {
+            name: IDLE_DELETION_COST if name in gone else max(cost, BUSY_DELETION_COST_PER_TASK)
+            for name, cost in plan.costs.items()
+        }
+        replicas = min(cluster.replicas, max(plan.replicas, len(costs) - len(gone)))
+        return ScaleDownPlan(replicas, costs, frozenset(gone))
 
 
 @dataclass(frozen=True)

@@ -12,14 +12,18 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from imgconv_operator import metrics
+from imgconv_operator.drain import CeleryControl, WorkerControl, node_name
 from imgconv_operator.kube import JsonObject, KubeError, NotFoundError
 from imgconv_operator.scaling import (
+    BUSY_DELETION_COST_PER_TASK,
+    IDLE_DELETION_COST,
     CounterReading,
     Decision,
     Direction,
     PodLoad,
     QueueSample,
     Reason,
+    ScaleDownPlan,
     ScalerMemory,
     decide,
     decide_on_error,
@@ -77,6 +81,11 @@ def build_source(
     return RedisListSource(src.url, src.list_key, password)
 
 
+def build_control(src: RabbitMQSourceSpec, username: str, password: str | None) -> WorkerControl:
+    """Celery remote control over the source's AMQP URL (same broker credentials)."""
+    return CeleryControl(src.amqp_url or "", src.vhost, username, password or "guest")
+
+
 @dataclass
 class AutoscalerRuntime:
     """What one autoscaler keeps in memory between reconciles."""
@@ -95,14 +104,22 @@ class AutoscalerRuntime:
     make_source: Callable[[RabbitMQSourceSpec | RedisSourceSpec, str, str | None], QueueSource] = (
         build_source
     )
+    # Draining (source.rabbitmq.drain): the control channel, and the pods stopped for removal
+    # that must consume again if they are still there at the next reconcile.
+    control: WorkerControl | None = None
+    make_control: Callable[[RabbitMQSourceSpec, str, str | None], WorkerControl] = build_control
+    drained: set[str] = field(default_factory=set)
 
     async def close_source(self) -> None:
         """Drop the source connection (it is rebuilt, with fresh credentials, next time)."""
-        if self.source is not None:
-            try:
+        try:
+            if self.source is not None:
                 await self.source.close()
-            finally:
-                self.source = None
+        finally:
+            self.source = None
+            control, self.control = self.control, None
+            if control is not None:
+                await control.close()
 
 
 def _now_iso() -> str:
@@ -216,6 +233,7 @@ class Reconciler:
         except SourceError as exc:
             return await self._on_source_error(spec, generation, current, str(exc)), interval
 
+        await self._resume_leftovers(spec, deployment)
         decision = decide(spec.policy, sample, current, self.runtime.memory, now)
         if decision.direction is Direction.DOWN:
             try:
@@ -344,6 +362,8 @@ class Reconciler:
             raise SourceError(f"cannot read the source's credentials Secret: {exc!r}") from exc
         source = runtime.make_source(src, username, password)
         runtime.source, runtime.source_spec = source, spec.source
+        if isinstance(src, RabbitMQSourceSpec) and src.drain_node_name is not None:
+            runtime.control = runtime.make_control(src, username, password)
         return source
 
     async def _recheck(
@@ -358,6 +378,14 @@ class Reconciler:
         loads = self._loads(live, fresh)
         before = {p.name: p for p in self._loads(live, previous, record=False)} if previous else {}
         plan = plan_scale_down(decision.desired, decision.current, loads, before, fresh.ready)
+        src = spec.source
+        if (
+            self.runtime.control is not None
+            and isinstance(src, RabbitMQSourceSpec)
+            and src.drain_node_name is not None
+            and plan.replicas < decision.current
+        ):
+            plan = await self._drain(src, plan, live, decision.current)
         self._plan_costs = plan.costs
         if plan.replicas >= decision.current:
             # Nothing proven idle: no scale-down, and no cooldown started by one that did not
@@ -369,6 +397,75 @@ class Reconciler:
         if plan.replicas > decision.desired:
             return replace(decision, desired=plan.replicas, reason=Reason.NOT_PROVEN_IDLE)
         return decision
+
+    async def _drain(
+        self, src: RabbitMQSourceSpec, plan: ScaleDownPlan, live: list[JsonObject], current: int
+    ) -> ScaleDownPlan:
+        """Stop exactly the pods the ReplicaSet will remove, and keep only those holding nothing.
+
+        The victims are the proven-idle pods in the ReplicaSet's own order (not running first,
+        then newest). Running ones are told to stop consuming; once they confirm, the broker
+        delivers nothing more to them, so what they report holding is final. Those holding
+        anything, or not answering, consume again and stay; only the rest are marked cheap.
+        """
+        control, template = self.runtime.control, src.drain_node_name or "{pod}"
+        assert control is not None
+        by_name = {str((p.get("metadata") or {}).get("name")): p for p in live}
+
+        def running(name: str) -> bool:
+            return ((by_name.get(name) or {}).get("status") or {}).get("phase") == "Running"
+
+        def created(name: str) -> str:
+            return str(((by_name.get(name) or {}).get("metadata") or {}).get("creationTimestamp"))
+
+        count = len(plan.costs) - plan.replicas
+        newest_first = sorted(plan.removable, key=lambda n: (created(n), n), reverse=True)
+        victims = sorted(newest_first, key=running)[: max(count, 0)]  # stable: not running first
+        workers = {node_name(template, pod): pod for pod in victims if running(pod)}
+        idle: set[str] = set()
+        try:
+            stopped = await control.cancel(src.queue, list(workers))
+            held = await control.held(sorted(stopped))
+            idle = {w for w in stopped if held.get(w) == 0}
+        except Exception as exc:  # the control channel failing must never remove a pod
+            log.warning("%s/%s: drain failed: %r", self.namespace, self.name, exc)
+        back = [w for w in workers if w not in idle]
+        if back:
+            try:
+                await control.resume(src.queue, back)
+            except Exception as exc:
+                log.warning("%s/%s: could not resume %s: %r", self.namespace, self.name, back, exc)
+        gone = {v for v in victims if not running(v)} | {workers[w] for w in idle}
+        self.runtime.drained = {workers[w] for w in idle}
+        costs = {
+            name: IDLE_DELETION_COST if name in gone else max(cost, BUSY_DELETION_COST_PER_TASK)
+            for name, cost in plan.costs.items()
+        }
+        replicas = min(current, max(plan.replicas, len(costs) - len(gone)))
+        return ScaleDownPlan(replicas, costs, frozenset(gone))
+
+    async def _resume_leftovers(self, spec: AutoscalerSpec, deployment: JsonObject) -> None:
+        """Pods drained for a scale-down that did not remove them consume again."""
+        runtime = self.runtime
+        src = spec.source
+        if not runtime.drained:
+            return
+        drained, runtime.drained = runtime.drained, set()
+        if runtime.control is None or not isinstance(src, RabbitMQSourceSpec):
+            return
+        alive = {
+            str((p.get("metadata") or {}).get("name")) for p in await self._live_pods(deployment)
+        }
+        leftovers = sorted(drained & alive)
+        if leftovers:
+            template = src.drain_node_name or "{pod}"
+            try:
+                await runtime.control.resume(src.queue, [node_name(template, p) for p in leftovers])
+            except Exception as exc:
+                runtime.drained = set(leftovers)  # try again next time
+                log.warning(
+                    "%s/%s: could not resume %s: %r", self.namespace, self.name, leftovers, exc
+                )
 
     async def _observe(
         self, spec: AutoscalerSpec, deployment: JsonObject, current: int, now: float

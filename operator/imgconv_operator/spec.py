@@ -35,6 +35,8 @@ class RabbitMQSourceSpec:
     username: SecretKeyRef | None
     password: SecretKeyRef | None
     amqp_url: str | None
+    # Celery node name of a pod's worker ("celery@{pod}"); set: drain pods before removing them.
+    drain_node_name: str | None = None
 
 
 @dataclass(frozen=True)
@@ -112,9 +114,15 @@ def parse_spec(spec: Mapping[str, Any]) -> AutoscalerSpec:
             username=_secret_ref(creds, "usernameKey", "username") if creds else None,
             password=_secret_ref(creds, "passwordKey", "password") if creds else None,
             amqp_url=rabbit.get("amqpUrl") or None,
+            drain_node_name=(rabbit.get("drain") or {}).get("celeryNodeName") or None,
         )
         if not source.management_url.startswith(("http://", "https://")):
             raise SpecError("source.rabbitmq.managementUrl must be an http(s) URL")
+        if source.drain_node_name is not None:
+            if source.amqp_url is None:
+                raise SpecError("source.rabbitmq.drain needs source.rabbitmq.amqpUrl")
+            if "{pod}" not in source.drain_node_name:
+                raise SpecError("source.rabbitmq.drain.celeryNodeName must contain {pod}")
     elif redis := source_spec.get("redis"):
         pw = redis.get("passwordSecret")
         source = RedisSourceSpec(

@@ -5,15 +5,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Callable
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import aiohttp
+import amqp
 import pytest
 
+from tests.integration.operator.celery_probe import app as probe_app
 from tests.integration.operator.conftest import (
     AUTOSCALERS,
     NAMESPACE,
+    ROOT,
     WORKER_LABELS,
     ApiServer,
     Broker,
@@ -276,3 +284,97 @@ async def test_live_amqp_count_and_restore_on_delete(
     await eventually(
         lambda: "Restored" in [e["reason"] for e in cluster.events("wa")], what="Restored event"
     )
+
+
+@pytest.fixture
+def celery_worker(rabbitmq_management: str) -> Iterator[Callable[[str, str], None]]:
+    """Start real Celery workers (solo pool, prefork-like settings) named like pods."""
+    started: list[subprocess.Popen[bytes]] = []
+    queues: list[str] = []  # declared by the workers (durable, as Celery declares them)
+
+    def start(queue: str, node: str) -> None:
+        worker = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "tests.integration.operator.celery_probe",
+                "worker",
+                "-P",
+                "solo",
+                "-c",
+                "1",
+                "-Q",
+                queue,
+                "-n",
+                node,
+                "-l",
+                "WARNING",
+                "--without-heartbeat",
+                "--without-mingle",
+                "--without-gossip",
+            ],
+            cwd=ROOT,
+            env={**os.environ, "IMGCONV_PROBE_QUEUE": queue},
+        )
+        started.append(worker)
+        queues.append(queue)
+
+    yield start
+    for worker in started:
+        worker.kill()
+        worker.wait()
+    with amqp.Connection(host="127.0.0.1:5672", userid="guest", password="guest") as conn:
+        for queue in queues:
+            conn.channel().queue_delete(queue)
+
+
+def consumers(queue: str) -> int:
+    """The queue's consumer count right now (passive declare; 0 before it exists)."""
+    with amqp.Connection(host="127.0.0.1:5672", userid="guest", password="guest") as conn:
+        try:
+            return int(conn.channel().queue_declare(queue, passive=True)[2])
+        except amqp.exceptions.NotFound:
+            return 0
+
+
+async def test_drain_stops_the_real_worker_and_removes_it_only_after_its_task(
+    cluster: Cluster,
+    celery_worker: Callable[[str, str], None],
+    operator: dict[str, Any],
+) -> None:
+    queue = f"imgconv-test-drain-{uuid.uuid4().hex[:12]}"
+    celery_worker(queue, "celery@drainer-0")  # the pod's worker: Celery node celery@{pod}
+    await eventually(lambda: consumers(queue) == 1, within=30, what="the worker consuming")
+    started = time.monotonic()
+    probe_app.send_task("imgconv_probe.hold", args=[8], queue=queue)
+    await eventually(lambda: q_ready(queue) == 0, what="task taken")
+    cluster.seed(DEPLOYMENTS, deployment("drainer", 1))
+    stub = ReplicaSetStub(cluster, "drainer", lambda i: "127.0.0.1")
+    source = rabbit_source(
+        queue, amqpUrl="amqp://127.0.0.1:5672", drain={"celeryNodeName": "celery@{pod}"}
+    )
+    async with stub.running():
+        await cluster.create(
+            AUTOSCALERS, autoscaler("wa", "drainer", source, idleReplicas=0, maxReplicas=3)
+        )
+        # While the task runs the pod stays, whatever the statistics said at first.
+        await eventually(lambda: cluster.status("wa").get("unacked") == 1, what="task seen")
+        assert cluster.replicas("drainer") == 1
+        assert stub.pods == ["drainer-0"]
+        await eventually(lambda: cluster.replicas("drainer") == 0, within=40, what="drained to 0")
+        removed_after = time.monotonic() - started
+        await eventually(lambda: not stub.pods, what="the ReplicaSet removed the pod")
+    # Removed only after the task was acknowledged, and the worker had stopped consuming first.
+    assert stub.deleted == ["drainer-0"]
+    assert consumers(queue) == 0, "cancel_consumer never reached the worker"
+    counts = [d["spec"]["replicas"] for d in cluster.history(DEPLOYMENTS, "drainer")]
+    assert counts == [1, 0], counts
+    assert removed_after >= 8.0, f"removed {removed_after:.1f} s after an 8 s task started"
+
+
+def q_ready(queue: str) -> int:
+    """The queue's ready count right now (passive declare)."""
+    with amqp.Connection(host="127.0.0.1:5672", userid="guest", password="guest") as conn:
+        return int(conn.channel().queue_declare(queue, passive=True)[1])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import pytest
@@ -308,3 +308,103 @@ async def test_no_scale_down_when_the_reread_proves_no_pod_idle() -> None:
     source.reading = busier
     await h.tick(15.0)  # quiet since the last reading: now they may go, no cooldown pending
     assert kube.replicas == 0
+
+
+class FakeControl:
+    """Celery remote control of fake workers: who holds what, who answers, what was asked."""
+
+    def __init__(self, holding: dict[str, int], silent: Collection[str] = ()) -> None:
+        self.holding, self.silent = holding, set(silent)
+        self.consuming: dict[str, bool] = {}
+        self.calls: list[tuple[str, list[str]]] = []
+
+    async def cancel(self, queue: str, workers: list[str]) -> set[str]:
+        self.calls.append(("cancel", sorted(workers)))
+        answered = {w for w in workers if w not in self.silent}
+        self.consuming.update(dict.fromkeys(answered, False))
+        return answered
+
+    async def held(self, workers: list[str]) -> dict[str, int]:
+        self.calls.append(("held", sorted(workers)))
+        return {w: self.holding.get(w, 0) for w in workers if w not in self.silent}
+
+    async def resume(self, queue: str, workers: list[str]) -> set[str]:
+        self.calls.append(("resume", sorted(workers)))
+        self.consuming.update(dict.fromkeys(workers, True))
+        return set(workers)
+
+    async def close(self) -> None:
+        return None
+
+
+DRAIN_SPEC: dict[str, Any] = {
+    **SPEC,
+    "source": {
+        "rabbitmq": {
+            "managementUrl": "http://rabbit:15672",
+            "amqpUrl": "amqp://rabbit:5672",
+            "queue": "conversions",
+            "drain": {"celeryNodeName": "celery@{pod}"},
+        }
+    },
+}
+
+
+@pytest.mark.asyncio
+async def test_drain_stops_the_victims_and_keeps_one_that_took_a_task_after_the_statistics() -> (
+    None
+):
+    ips = ("10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4")
+    kube = FakeKube(4, ips=ips)
+    for i, pod in enumerate(kube.pods):  # w-3 is the newest: the ReplicaSet's first choice
+        pod["metadata"]["creationTimestamp"] = f"2026-01-01T00:00:0{i}Z"
+    idle = SourceReading(
+        0, 0, 4, in_flight_by_host=dict.fromkeys(ips, 0), deliveries_by_host=dict.fromkeys(ips, 2)
+    )
+    # The statistics say all four are idle, but w-3 took a task a moment ago (only the worker
+    # itself knows), and w-2 does not answer.
+    control = FakeControl({"celery@w-3": 1}, silent={"celery@w-2"})
+    h = Harness(kube, idle, spec=DRAIN_SPEC)
+    h.runtime.make_control = lambda *_: control
+    for now in (0.0, 5.0, 10.0):
+        await h.tick(now)
+    # Down to 0 wanted: all four are victims, w-3 (holding) and w-2 (silent) stay and consume.
+    assert control.calls[0] == ("cancel", ["celery@w-0", "celery@w-1", "celery@w-2", "celery@w-3"])
+    assert control.calls[1] == ("held", ["celery@w-0", "celery@w-1", "celery@w-3"])
+    assert control.calls[2] == ("resume", ["celery@w-2", "celery@w-3"])
+    assert kube.replicas == 2
+    costs = dict(args for call, args in kube.calls if call == "annotate")
+    assert costs == {"w-0": "-100", "w-1": "-100", "w-2": "100", "w-3": "100"}
+    assert control.consuming == {
+        "celery@w-0": False,
+        "celery@w-1": False,
+        "celery@w-2": True,
+        "celery@w-3": True,
+    }
+    # The ReplicaSet removed w-0 and w-1; had it kept one, it would consume again next time.
+    kube.pods = [p for p in kube.pods if p["metadata"]["name"] != "w-0"]
+    control.holding = {"celery@w-3": 1}
+    await h.tick(15.0)
+    assert ("resume", ["celery@w-1"]) in control.calls
+
+
+@pytest.mark.asyncio
+async def test_a_failing_control_channel_removes_no_running_pod() -> None:
+    ips = ("10.0.0.1", "10.0.0.2")
+    kube = FakeKube(2, ips=ips)
+    idle = SourceReading(
+        0, 0, 2, in_flight_by_host=dict.fromkeys(ips, 0), deliveries_by_host=dict.fromkeys(ips, 2)
+    )
+
+    class Broken(FakeControl):
+        async def held(self, workers: list[str]) -> dict[str, int]:
+            raise ConnectionError("broker gone")
+
+    control = Broken({})
+    h = Harness(kube, idle, spec=DRAIN_SPEC)
+    h.runtime.make_control = lambda *_: control
+    for now in (0.0, 5.0, 10.0):
+        await h.tick(now)
+    assert kube.replicas == 2
+    assert ("resume", ["celery@w-0", "celery@w-1"]) in control.calls
+    assert h.status["reason"] == "NotProvenIdle"

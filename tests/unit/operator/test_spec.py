@@ -75,3 +75,28 @@ def test_invalid_specs_are_rejected(spec: dict[str, Any]) -> None:
 )
 def test_pause_annotations(annotations: dict[str, str], expected: tuple[bool, int | None]) -> None:
     assert paused_replicas(annotations) == expected
+
+
+def test_drain_needs_the_amqp_url_and_a_pod_placeholder() -> None:
+    drain = {"drain": {"celeryNodeName": "celery@{pod}"}}
+    amqp = {"amqpUrl": "amqp://rabbit:5672"}
+    spec = parse_spec(
+        {
+            "targetRef": {"name": "w"},
+            "source": {"rabbitmq": {**RABBIT["rabbitmq"], **amqp, **drain}},
+        }
+    )
+    assert isinstance(spec.source, RabbitMQSourceSpec)
+    assert spec.source.drain_node_name == "celery@{pod}"
+    with pytest.raises(SpecError, match="amqpUrl"):
+        parse_spec(
+            {"targetRef": {"name": "w"}, "source": {"rabbitmq": {**RABBIT["rabbitmq"], **drain}}}
+        )
+    fixed = {"drain": {"celeryNodeName": "celery@worker"}}
+    with pytest.raises(SpecError, match="pod"):
+        parse_spec(
+            {
+                "targetRef": {"name": "w"},
+                "source": {"rabbitmq": {**RABBIT["rabbitmq"], **amqp, **fixed}},
+            }
+        )
