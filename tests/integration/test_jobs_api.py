@@ -7,6 +7,9 @@ import io
 import threading
 import time
 
+import httpx
+from imgconv_core.settings import LOCAL_SECRET
+from imgconv_core.tokens import issue_token
 from PIL import Image
 
 from tests.support.client import ApiClient
@@ -243,3 +246,32 @@ def test_many_long_polls_do_not_starve_other_requests(idle_api: str) -> None:
     assert parked_still, "long polls returned before their wait was over"
     assert statuses == [304] * 50
     assert max(answered) < min(finished)  # ordering, not timing
+
+
+def test_concurrent_retries_with_one_idempotency_key_create_one_upload(
+    idle_client: ApiClient,
+) -> None:
+    files = [("a.jpg", photo(64, 64))]
+    results: list[httpx.Response] = []
+
+    def send() -> None:
+        results.append(idle_client.upload(files, headers={"Idempotency-Key": "race-1"}))
+
+    threads = [threading.Thread(target=send) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert [r.status_code for r in results] == [202] * 6
+    assert len({r.json()["jobs"][0]["id"] for r in results}) == 1
+    listed = idle_client.http.get("/api/v1/jobs").json()["items"]
+    assert len(listed) == 1
+
+
+def test_token_of_a_deleted_client_is_401_not_500(idle_api: str) -> None:
+    """A token signed by us whose client row is gone (e.g. data was reset)."""
+    orphan = issue_token(LOCAL_SECRET.encode())  # never stored: no row in `clients`
+    ghost = ApiClient(idle_api, token=orphan.token)
+    response = ghost.upload([("a.jpg", photo(16, 16))])
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "unauthorized"

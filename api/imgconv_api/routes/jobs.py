@@ -15,6 +15,7 @@ from imgconv_core.errors import (
     ImageGone,
     JobNotCompleted,
     JobNotFound,
+    Unauthorized,
 )
 from imgconv_core.images.formats import EXTENSIONS
 from imgconv_core.images.inspect import ImageLimits
@@ -22,6 +23,7 @@ from imgconv_core.job_ids import job_id_belongs, new_job_id
 from imgconv_core.jobs import JobStatus, JobView
 from imgconv_core.storage import blob_key
 from imgconv_core.uploads import parse_conversion_request, prepare_jobs, upload_fingerprint
+from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
 from imgconv_api import metrics
@@ -114,23 +116,35 @@ async def create_jobs(
     settings = state.settings
     image_limits = ImageLimits(max_pixels=settings.max_pixels, max_frames=settings.max_frames)
 
+    fingerprint = upload_fingerprint(conversion, form.files) if idempotency_key else ""
+
+    def earlier_upload() -> list[Job] | None:
+        if not idempotency_key:
+            return None
+        with state.reads() as tx:
+            earlier = job_store.find_idempotent_upload(tx, client_id, idempotency_key)
+        if earlier is not None and earlier[0] != fingerprint:
+            raise IdempotencyConflict("this Idempotency-Key was used for a different upload")
+        return earlier[1] if earlier else None
+
     def accept() -> tuple[list[Job], bool]:
-        fingerprint = upload_fingerprint(conversion, form.files) if idempotency_key else ""
-        if idempotency_key:
-            with state.reads() as tx:
-                earlier = job_store.find_idempotent_upload(tx, client_id, idempotency_key)
-            if earlier is not None:
-                if earlier[0] != fingerprint:
-                    raise IdempotencyConflict(
-                        "this Idempotency-Key was used for a different upload"
-                    )
-                return earlier[1], False
+        if (earlier := earlier_upload()) is not None:
+            return earlier, False
         new_jobs = prepare_jobs(
             conversion, form.files, image_limits, lambda: new_job_id(state.secret, client_id)
         )
         idem = (idempotency_key, fingerprint) if idempotency_key else None
-        with transaction(state.sessions) as tx:
-            jobs = job_store.insert_jobs(tx, state.store, client_id, new_jobs, idem)
+        try:
+            with transaction(state.sessions) as tx:
+                jobs = job_store.insert_jobs(tx, state.store, client_id, new_jobs, idem)
+        except IntegrityError as exc:
+            constraint = getattr(getattr(exc.orig, "diag", None), "constraint_name", None)
+            # The same key raced us: answer as the retry it is.
+            if constraint == "pk_idempotency_keys" and (earlier := earlier_upload()) is not None:
+                return earlier, False
+            if constraint == "fk_jobs_client_id_clients":
+                raise Unauthorized("this token's client no longer exists; get a new token") from exc
+            raise
         # Committed: now it may be published. If the broker is down the sweeper publishes later.
         sent = state.publisher.publish([job.id for job in jobs])
         state.enqueue_marker.add(sent)
