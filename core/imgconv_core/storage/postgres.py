@@ -16,10 +16,15 @@ class PostgresBlobStore:
     def put(self, tx: Session, key: str, data: bytes, content_type: str) -> None:
         """Store `data` under `key` (overwrites)."""
         stmt = insert(Blob).values(key=key, data=data, content_type=content_type, size=len(data))
+        # `excluded` refers to the row being inserted: the bytes travel to the server once.
         tx.execute(
             stmt.on_conflict_do_update(
                 index_elements=[Blob.key],
-                set_={"data": data, "content_type": content_type, "size": len(data)},
+                set_={
+                    "data": stmt.excluded.data,
+                    "content_type": stmt.excluded.content_type,
+                    "size": stmt.excluded.size,
+                },
             )
         )
 
