@@ -49,13 +49,13 @@ class CeleryPublisher:
         """(messages waiting, consumers) of the conversions queue."""
         with self.celery.connection_for_write() as conn:
             conn.ensure_connection(max_retries=1, timeout=self.settings.publish_timeout_seconds)
+            # Declared as Celery declares it (durable, no arguments), so a missing queue (a
+            # reset broker) reads as empty instead of failing.
             _, messages, consumers = conn.default_channel.queue_declare(
-                CONVERSIONS_QUEUE, passive=True
+                CONVERSIONS_QUEUE, durable=True, auto_delete=False
             )
-            if is_redis_broker(self.settings.broker_url):
-                consumers = len(
-                    self.celery.control.ping(timeout=0.5) or []
-                )  # Redis has no consumer count
+            if is_redis_broker(self.settings.broker_url):  # Redis has no consumer count
+                consumers = len(self.celery.control.ping(timeout=0.5) or [])
             return int(messages), int(consumers)
 
     def ping(self) -> None:

@@ -75,7 +75,14 @@ class AppState:
             enqueue_marker=EnqueueMarker(sessions),
         )
         if run_sweeper:
-            state.sweeper = Sweeper(settings, sessions, store, sync_redis, publisher.publish)
+            state.sweeper = Sweeper(
+                settings,
+                sessions,
+                store,
+                sync_redis,
+                publisher.publish,
+                queue_depth=lambda: publisher.queue_depth()[0],
+            )
             state.sweeper_thread = threading.Thread(
                 target=state.sweeper.run_forever, name="sweeper", daemon=True
             )

@@ -231,6 +231,20 @@ def unpublished_jobs(tx: Session, *, older_than: float, limit: int = 500) -> lis
     )
 
 
+def orphaned_jobs(tx: Session, *, enqueued_before: float, limit: int = 500) -> list[uuid.UUID]:
+    """Queued jobs published longer ago than `enqueued_before` seconds (call it only when the
+    broker's queue is empty: then their messages were lost, e.g. a purged or recreated queue)."""
+    cutoff = func.now() - timedelta(seconds=enqueued_before)
+    return list(
+        tx.scalars(
+            select(Job.id)
+            .where(Job.status == JobStatus.QUEUED.value, Job.enqueued_at < cutoff)
+            .order_by(Job.created_at)
+            .limit(limit)
+        ).all()
+    )
+
+
 def expire_jobs(
     tx: Session, store: BlobStore, *, retention: timedelta, limit: int = 500
 ) -> list[uuid.UUID]:

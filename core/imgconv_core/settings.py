@@ -48,6 +48,7 @@ class Settings(BaseSettings):
     sweep_interval_seconds: float = Field(default=10, gt=0)
     publish_grace_seconds: float = Field(default=5, ge=0)
     publish_timeout_seconds: float = Field(default=2, gt=0)
+    orphan_after_seconds: float = Field(default=120, gt=0)
 
     # status cache / polling
     status_cache_ttl_seconds: int = Field(default=24 * 3600, ge=1)

@@ -5,7 +5,8 @@ advisory lock lets one replica at a time do a pass. Each pass:
 - re-queues jobs whose worker vanished (lease over), or fails them after too many attempts;
 - deletes jobs past the retention period, with their images;
 - rewrites the status cache for jobs changed since the last good pass (heals missed writes);
-- publishes queued jobs the broker never confirmed (the outbox), e.g. after a broker outage.
+- publishes queued jobs the broker never confirmed (the outbox), e.g. after a broker outage;
+- re-publishes queued jobs whose messages the broker lost (its queue is empty, yet they wait).
 """
 
 from __future__ import annotations
@@ -24,7 +25,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from imgconv_core import status_cache
 from imgconv_core.db.job_store import job_view, jobs_changed_since, mark_enqueued
 from imgconv_core.db.session import transaction
-from imgconv_core.processing import expire_jobs, requeue_expired, unpublished_jobs
+from imgconv_core.processing import (
+    expire_jobs,
+    orphaned_jobs,
+    requeue_expired,
+    unpublished_jobs,
+)
 from imgconv_core.settings import Settings
 from imgconv_core.storage import BlobStore
 
@@ -53,6 +59,7 @@ class Sweeper:
     store: BlobStore
     redis: redis.Redis
     publish: Publisher
+    queue_depth: Callable[[], int] | None = None
     cache_ok_since: datetime | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
 
@@ -98,13 +105,27 @@ class Sweeper:
             log.warning("status cache unavailable during sweep: %s", exc)
         with transaction(self.sessions) as tx:
             pending = unpublished_jobs(tx, older_than=settings.publish_grace_seconds)
+        pending += self._lost_messages()
         if pending:
             published = self.publish(pending)
             if published:
                 with transaction(self.sessions) as tx:
-                    mark_enqueued(tx, published)
+                    mark_enqueued(tx, published, again=True)
             report.republished = len(published)
         return report
+
+    def _lost_messages(self) -> list[uuid.UUID]:
+        """Queued jobs whose messages are gone: only looked for while the queue is empty."""
+        if self.queue_depth is None:
+            return []
+        try:
+            if self.queue_depth() != 0:
+                return []
+        except Exception as exc:  # broker unreachable: nothing can be published anyway
+            log.debug("queue depth unavailable: %s", exc)
+            return []
+        with transaction(self.sessions) as tx:
+            return orphaned_jobs(tx, enqueued_before=self.settings.orphan_after_seconds)
 
     def run_forever(self) -> None:
         """Sweep every `sweep_interval_seconds` until `stop()`; errors are logged, not fatal."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ class Env:
     publisher: CeleryPublisher
     sweeper: Sweeper
     client_id: uuid.UUID
+    vhost: str
 
 
 @pytest.fixture
@@ -58,7 +60,7 @@ def env(private_stack: Stack) -> Iterator[Env]:
     issued = issue_token(b"k" * 32)
     with transaction(sessions) as tx:
         job_store.create_client(tx, issued)
-    yield Env(settings, sessions, client, publisher, sweeper, issued.client_id)
+    yield Env(settings, sessions, client, publisher, sweeper, issued.client_id, private_stack.vhost)
     publisher.close()
     engine.dispose()
 
@@ -219,3 +221,27 @@ def test_a_zombie_holder_counts_as_dead(env: Env) -> None:
         tx.execute(update(Job).where(Job.id == job.id).values(claimed_by=f"{host}:{zombie.pid}"))
     assert claim(env, job.id, current_claimant()) is ClaimOutcome.CLAIMED
     zombie.wait()
+
+
+def test_jobs_whose_messages_the_broker_lost_are_published_again(env: Env) -> None:
+    env.sweeper.queue_depth = lambda: env.publisher.queue_depth()[0]
+    env.settings.orphan_after_seconds = 0.5
+    job = new_job(env)
+    report = env.sweeper.run_once()
+    assert report is not None
+    assert report.republished == 1  # the outbox
+    # While the message waits in the queue, nothing is published twice.
+    time.sleep(0.6)
+    report = env.sweeper.run_once()
+    assert report is not None
+    assert report.republished == 0
+    # The queue loses it (purged / broker reset): the job is published again.
+    subprocess.run(["rabbitmqctl", "-q", "purge_queue", "-p", env.vhost, "conversions"], check=True)
+    assert env.publisher.queue_depth()[0] == 0
+    report = env.sweeper.run_once()
+    assert report is not None
+    assert report.republished == 1
+    assert env.publisher.queue_depth()[0] == 1
+    row = load(env, job.id)
+    assert row is not None
+    assert row.status == "queued"

@@ -34,9 +34,7 @@ async def get_stats(state: StateDep, _client: ClientId) -> Stats:
         workers: int | None
         try:
             depth, workers = state.publisher.queue_depth()
-        except ChannelError:  # the queue does not exist yet: nothing was ever published
-            depth, workers = 0, 0
-        except (KombuError, OSError) as exc:
+        except (KombuError, ChannelError, OSError) as exc:
             log.warning("broker unavailable for stats: %s", exc)
             depth = workers = None
         with state.reads() as tx:

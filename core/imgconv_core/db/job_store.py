@@ -151,16 +151,16 @@ def get_job(tx: Session, job_id: uuid.UUID) -> Job | None:
     return tx.get(Job, job_id)
 
 
-def mark_enqueued(tx: Session, job_ids: Sequence[uuid.UUID]) -> None:
-    """Record that the broker accepted these jobs' messages (the outbox is done with them)."""
+def mark_enqueued(tx: Session, job_ids: Sequence[uuid.UUID], *, again: bool = False) -> None:
+    """Record that the broker accepted these jobs' messages (the outbox is done with them);
+    `again` also moves the mark of jobs published before (a re-publish of lost messages)."""
     # Losing this mark in a crash only makes the sweeper publish again (a duplicate the
     # claim drops), so it need not wait for the WAL flush.
     tx.execute(text("SET LOCAL synchronous_commit TO OFF"))
-    tx.execute(
-        update(Job)
-        .where(Job.id.in_(job_ids), Job.enqueued_at.is_(None))
-        .values(enqueued_at=func.now())
-    )
+    query = update(Job).where(Job.id.in_(job_ids))
+    if not again:
+        query = query.where(Job.enqueued_at.is_(None))
+    tx.execute(query.values(enqueued_at=func.now()))
 
 
 def encode_cursor(job: JobRecord) -> str:
