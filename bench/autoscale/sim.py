@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from imgconv_operator.scaling import (
     BUSY_DELETION_COST_PER_TASK,
     IDLE_DELETION_COST,
+    PROOF_SPAN_SECONDS,
     CounterReading,
     PodLoad,
     QueueSample,
@@ -230,7 +231,7 @@ class OurAutoscaler(Autoscaler):
         self.memory = ScalerMemory()
         self.counters: tuple[CounterReading, ...] = ()
         self.costs: dict[int, int] = {}
-        self.previous: Snapshot | None = None
+        self.history: list[tuple[float, Snapshot]] = []  # statistics as read at each poll
 
     @staticmethod
     def loads(cluster: Cluster, snap: Snapshot) -> list[PodLoad]:
@@ -264,11 +265,18 @@ class OurAutoscaler(Autoscaler):
             mean_in_flight=rates.mean_in_flight,
             busy_pods=sum(1 for load in loads if load.in_flight),
         )
-        before, self.previous = self.previous, snap
+        cutoff = cluster.now - PROOF_SPAN_SECONDS  # reconcile._observe keeps the same
+        old = [(at, x) for at, x in self.history if at <= cutoff]
+        before = old[-1][1] if old else None
+        recent = [(at, x) for at, x in self.history if at > cutoff]
+        self.history = [*old[-1:], *recent, (cluster.now, snap)]
         decision = decide(self.policy, sample, cluster.replicas, self.memory, cluster.now)
         if decision.desired < cluster.replicas:
             fresh = cluster.snapshot  # the re-read: as stale as the statistics are
-            previous = {x.name: x for x in self.loads(cluster, before)} if before else {}
+            previous: dict[str, PodLoad] | None = None  # drain: the workers give the proof
+            if not self.drain:
+                old_loads = self.loads(cluster, before) if before else []
+                previous = {x.name: x for x in old_loads}
             plan = plan_scale_down(
                 decision.desired,
                 cluster.replicas,

@@ -17,6 +17,7 @@ from imgconv_operator.kube import JsonObject, KubeError, NotFoundError
 from imgconv_operator.scaling import (
     BUSY_DELETION_COST_PER_TASK,
     IDLE_DELETION_COST,
+    PROOF_SPAN_SECONDS,
     CounterReading,
     Decision,
     Direction,
@@ -98,9 +99,9 @@ class AutoscalerRuntime:
     conditions: dict[str, JsonObject] = field(default_factory=dict)
     last_scale_time: str | None = None
     original_replicas: int | None = None
-    # The last reading of the previous reconcile: a pod is proven idle only if it was idle
-    # then too, with no delivery since (see scaling.provably_idle).
-    previous_reading: SourceReading | None = None
+    # Recent readings (time, reading): a pod is proven idle only if it was idle in one at least
+    # PROOF_SPAN_SECONDS old too, with no delivery since (see scaling.provably_idle).
+    readings: list[tuple[float, SourceReading]] = field(default_factory=list)
     make_source: Callable[[RabbitMQSourceSpec | RedisSourceSpec, str, str | None], QueueSource] = (
         build_source
     )
@@ -281,7 +282,7 @@ class Reconciler:
         self, spec: AutoscalerSpec, generation: int | None, current: int, fixed: int | None
     ) -> JsonObject:
         self.runtime.memory = ScalerMemory()  # after a pause, a scale-down needs a fresh window
-        self.runtime.previous_reading = None
+        self.runtime.readings = []
         message = "paused by annotation" + (f" at {fixed} replicas" if fixed is not None else "")
         if self._condition("Paused", True, "PausedByAnnotation", message):
             self.emit("Normal", "Paused", message)
@@ -301,7 +302,7 @@ class Reconciler:
         runtime = self.runtime
         runtime.failures += 1
         runtime.memory = ScalerMemory()  # an outage breaks the window: start it over after
-        runtime.previous_reading = None
+        runtime.readings = []
         await runtime.close_source()
         metrics.SOURCE_ERRORS.labels(self.namespace, self.name).inc()
         log.warning(
@@ -373,18 +374,20 @@ class Reconciler:
         used), and lower replicas only by as many pods as are proven idle (plan_scale_down)."""
         previous = self._reading_before
         fresh = await (await self._source(spec)).read()
-        self.runtime.previous_reading = fresh
         live = await self._live_pods(deployment)
         loads = self._loads(live, fresh)
-        before = {p.name: p for p in self._loads(live, previous, record=False)} if previous else {}
-        plan = plan_scale_down(decision.desired, decision.current, loads, before, fresh.ready)
         src = spec.source
-        if (
+        drain = (
             self.runtime.control is not None
             and isinstance(src, RabbitMQSourceSpec)
             and src.drain_node_name is not None
-            and plan.replicas < decision.current
-        ):
+        )
+        before: dict[str, PodLoad] | None = None  # drain: the workers give the proof
+        if not drain:
+            old = self._loads(live, previous, record=False) if previous else []
+            before = {p.name: p for p in old}
+        plan = plan_scale_down(decision.desired, decision.current, loads, before, fresh.ready)
+        if drain and isinstance(src, RabbitMQSourceSpec) and plan.replicas < decision.current:
             plan = await self._drain(src, plan, live, decision.current)
         self._plan_costs = plan.costs
         if plan.replicas >= decision.current:
@@ -474,8 +477,12 @@ class Reconciler:
         reading = await source.read()
         runtime = self.runtime
         runtime.failures = 0
-        # The recheck compares with the reading of the previous reconcile, not this one.
-        self._reading_before, runtime.previous_reading = runtime.previous_reading, reading
+        # The recheck compares with the newest reading at least PROOF_SPAN_SECONDS old.
+        cutoff = now - PROOF_SPAN_SECONDS
+        old = [(at, r) for at, r in runtime.readings if at <= cutoff]
+        self._reading_before = old[-1][1] if old else None
+        recent = [(at, r) for at, r in runtime.readings if at > cutoff]
+        runtime.readings = [*old[-1:], *recent, (now, reading)]  # what later proofs may need
         arrival = drain = mean_in_flight = None
         if reading.published is not None and reading.acked is not None:
             counters = CounterReading(now, reading.published, reading.acked, reading.unacked)

@@ -334,6 +334,10 @@ class PodLoad:
 
 
 IDLE_DELETION_COST = -100
+# The idleness proof compares with a reading at least this old. Two statistics intervals: a
+# RabbitMQ channel emits its statistics every 5 s and the management agent collects them every
+# 5 s, so a delivery shows in a reading at most ~10 s later; it cannot hide in both readings.
+PROOF_SPAN_SECONDS = 10.0
 BUSY_DELETION_COST_PER_TASK = 100
 
 
@@ -364,7 +368,7 @@ def provably_idle(pod: PodLoad, previous: PodLoad | None, ready_now: int) -> boo
     """A pod that cannot be holding a task, as far as two readings of the broker can tell.
 
     Never started: it has no consumer, so it holds nothing. Otherwise it must hold nothing in the
-    fresh reading and in the previous one (a poll interval earlier), with no delivery to its
+    fresh reading and in one at least PROOF_SPAN_SECONDS older, with no delivery to its
     channels in between (a short task taken and finished between the readings shows up there;
     no channel in either reading counts as no delivery), and nothing may be ready right now (a
     ready message goes to a pod with a free slot within milliseconds, so "idle" means nothing
@@ -378,21 +382,35 @@ def provably_idle(pod: PodLoad, previous: PodLoad | None, ready_now: int) -> boo
     return pod.deliveries == previous.deliveries  # None twice: no consumer in either reading
 
 
+def idle_candidate(pod: PodLoad, ready_now: int) -> bool:
+    """Idle in the fresh reading, with nothing ready: worth asking the worker itself (drain)."""
+    if not pod.ready:
+        return pod.in_flight == 0
+    return ready_now == 0 and pod.in_flight == 0
+
+
 def plan_scale_down(
     desired: int,
     current: int,
     pods: list[PodLoad],
-    previous: Mapping[str, PodLoad],
+    previous: Mapping[str, PodLoad] | None,
     ready_now: int,
 ) -> ScaleDownPlan:
     """Lower replicas only by as many pods as the fresh re-read proves idle; mark those cheap.
 
     `pods` come from the fresh re-read made right before patching, `previous` (by pod name)
-    from the reading of the previous reconcile. The ReplicaSet removes len(pods) - replicas pods,
-    lowest deletion cost first; every proven-idle pod costs IDLE_DELETION_COST and every other
-    pod at least BUSY_DELETION_COST_PER_TASK, so it can only pick proven-idle ones.
+    from a reading at least PROOF_SPAN_SECONDS older. The ReplicaSet removes len(pods) - replicas
+    pods, lowest deletion cost first; every proven-idle pod costs IDLE_DELETION_COST and every
+    other pod at least BUSY_DELETION_COST_PER_TASK, so it can only pick proven-idle ones.
+    `previous` None: the workers will be asked before anything is removed (drain), so pods idle
+    in the fresh reading are the candidates and the proof is theirs.
     """
-    removable = frozenset(p.name for p in pods if provably_idle(p, previous.get(p.name), ready_now))
+    if previous is None:
+        removable = frozenset(p.name for p in pods if idle_candidate(p, ready_now))
+    else:
+        removable = frozenset(
+            p.name for p in pods if provably_idle(p, previous.get(p.name), ready_now)
+        )
     costs: dict[str, int] = {}
     for pod in pods:
         if pod.name in removable:

@@ -306,7 +306,10 @@ async def test_no_scale_down_when_the_reread_proves_no_pod_idle() -> None:
     assert "scale" not in [c for c, _ in kube.calls]
     assert h.status["reason"] == "NotProvenIdle"
     source.reading = busier
-    await h.tick(15.0)  # quiet since the last reading: now they may go, no cooldown pending
+    for now in (15.0, 20.0):  # the readings 10 s back still show fewer deliveries
+        await h.tick(now)
+        assert kube.replicas == 2
+    await h.tick(25.0)  # no delivery over a whole proof span: now they go, no cooldown pending
     assert kube.replicas == 0
 
 
@@ -408,3 +411,47 @@ async def test_a_failing_control_channel_removes_no_running_pod() -> None:
     assert kube.replicas == 2
     assert ("resume", ["celery@w-0", "celery@w-1"]) in control.calls
     assert h.status["reason"] == "NotProvenIdle"
+
+
+@pytest.mark.asyncio
+async def test_the_idleness_proof_spans_two_statistics_intervals_even_when_polling_fast() -> None:
+    # Polling every second: comparing with the previous poll would span 1 s, inside which the
+    # broker's statistics (5 s channel emission + 5 s collection) may not have moved at all.
+    ips = ("10.0.0.1",)
+    kube = FakeKube(1, ips=ips)
+    spec = {**SPEC, "pollIntervalSeconds": 1}
+    before = SourceReading(0, 0, 1, in_flight_by_host={ips[0]: 0}, deliveries_by_host={ips[0]: 1})
+    after = SourceReading(0, 0, 1, in_flight_by_host={ips[0]: 0}, deliveries_by_host={ips[0]: 2})
+    h = Harness(kube, before, spec=spec)
+    for now in range(0, 15):
+        h.source.reading = before if now < 5 else after  # took and finished a task at 5 s
+        await h.tick(float(now))
+        assert kube.replicas == 1, f"removed at {now} s"
+    await h.tick(15.0)  # the reading from 5 s on is 10 s old: no delivery since
+    assert kube.replicas == 0
+
+
+@pytest.mark.asyncio
+async def test_with_drain_the_workers_answer_not_the_statistics_history() -> None:
+    # Busy a moment ago by the statistics (deliveries moving): without drain this pod could not
+    # be proven idle for 10 s; with drain the worker is stopped and asked, and it holds nothing.
+    ips = ("10.0.0.1", "10.0.0.2")
+    kube = FakeKube(2, ips=ips)
+    control = FakeControl({})
+    h = Harness(kube, SourceReading(0, 0, 2), spec=DRAIN_SPEC)
+    h.runtime.make_control = lambda *_: control
+    for now in (0.0, 5.0, 10.0):
+        deliveries = int(now)  # a task taken and finished between every two polls
+        h.source.reading = SourceReading(
+            0,
+            0,
+            2,
+            in_flight_by_host=dict.fromkeys(ips, 0),
+            deliveries_by_host=dict.fromkeys(ips, deliveries),
+        )
+        await h.tick(now)
+    assert control.calls[:2] == [
+        ("cancel", ["celery@w-0", "celery@w-1"]),
+        ("held", ["celery@w-0", "celery@w-1"]),
+    ]
+    assert kube.replicas == 0
