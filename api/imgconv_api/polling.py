@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from urllib.parse import parse_qsl
 
 from imgconv_core import status_cache
@@ -39,12 +40,17 @@ class PollAnswer:
     body: bytes
 
 
+# Both checks are pure functions of their arguments; a poller repeats the same ones every second.
+_verified = lru_cache(maxsize=16384)(verify_token)
+_belongs = lru_cache(maxsize=65536)(job_id_belongs)
+
+
 def client_of(state: AppState, authorization: str | None) -> uuid.UUID:
     """The client id of an `Authorization: Bearer` header, or Unauthorized."""
     if not authorization:
         raise Unauthorized("send 'Authorization: Bearer <token>' (from POST /api/v1/tokens)")
     scheme, _, token = authorization.partition(" ")
-    client_id = verify_token(state.secret, token.strip()) if scheme.lower() == "bearer" else None
+    client_id = _verified(state.secret, token.strip()) if scheme.lower() == "bearer" else None
     if client_id is None:
         raise Unauthorized("the bearer token is not valid")
     return client_id
@@ -118,7 +124,7 @@ async def answer_poll(
         job_id = uuid.UUID(raw_job_id)
     except ValueError:
         raise JobNotFound("no such job") from None
-    if not job_id_belongs(state.secret, client_id, job_id):
+    if not _belongs(state.secret, client_id, job_id):
         raise JobNotFound("no such job")  # random, forged or another client's id: no I/O
     entry = await read_status(state, job_id)
     if entry is None or entry.owner != owner:
