@@ -378,3 +378,44 @@ def q_ready(queue: str) -> int:
     """The queue's ready count right now (passive declare)."""
     with amqp.Connection(host="127.0.0.1:5672", userid="guest", password="guest") as conn:
         return int(conn.channel().queue_declare(queue, passive=True)[1])
+
+
+async def test_without_drain_a_pod_that_keeps_taking_tasks_is_never_proven_idle(
+    cluster: Cluster, broker: Callable[[], Broker], operator: dict[str, Any]
+) -> None:
+    # worker-1's consumer (on this machine: 127.0.0.1) takes a task every 2 s and finishes it at
+    # once, so the statistics almost never show it busy. The queue looks empty, the window agrees
+    # on 0, and the old "idle in the last reading" rule removed it. Its channel's deliveries keep
+    # moving, so it is never proven idle; worker-0 has no consumer at all and goes.
+    q = broker()
+    channel = q.conn.channel()
+    channel.basic_qos(0, 1, False)
+    channel.basic_consume(
+        q.queue, callback=lambda m: channel.basic_ack(m.delivery_tag), no_ack=False
+    )
+    cluster.seed(DEPLOYMENTS, deployment("busy", 2))
+    stub = ReplicaSetStub(cluster, "busy", lambda i: "127.0.0.1" if i == 1 else f"10.0.1.{i}")
+
+    def take_one() -> None:
+        q.publish(1)
+        with contextlib.suppress(TimeoutError, OSError):
+            q.conn.drain_events(timeout=0.5)  # delivered and acked by the callback
+
+    try:
+        async with stub.running():
+            await cluster.create(
+                AUTOSCALERS,
+                autoscaler("wa", "busy", rabbit_source(q.queue), minReplicas=1, idleReplicas=0),
+            )
+            deadline = time.monotonic() + 25
+            while time.monotonic() < deadline:
+                await asyncio.to_thread(take_one)
+                assert "busy-1" in stub.pods, f"removed while taking tasks: {stub.deleted}"
+                await asyncio.sleep(1.5)
+            assert stub.deleted == ["busy-0"]
+            assert cluster.replicas("busy") == 1
+            assert cluster.status("wa")["reason"] == "NotProvenIdle"
+            # Quiet from now on: proven idle once a whole proof span (10 s) shows no delivery.
+            await eventually(lambda: cluster.replicas("busy") == 0, within=40, what="scale to 0")
+    finally:
+        channel.close()  # cancel our consumer before the queue goes away
