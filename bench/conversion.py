@@ -13,10 +13,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from io import BytesIO
 
+from PIL import Image
+
 from imgconv_core.images.convert import ConversionOptions, convert_image, fit_within
 from imgconv_core.images.formats import ImageFormat
 from imgconv_core.images.inspect import ImageLimits, inspect_image
-from PIL import Image
 
 LIMITS = ImageLimits(max_pixels=50_000_000, max_frames=1000)
 

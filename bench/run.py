@@ -27,11 +27,11 @@ from typing import Any
 import httpx
 import psycopg
 import redis
-from imgconv_core.settings import LOCAL_SECRET
-from imgconv_core.tokens import verify_token
 
 from bench.conversion import _raw_convert, format_table, photo_jpeg
 from bench.http_load import PICK_PATH, POST_BODY, RANDOM_UUID_PATH, LoadResult, wrk
+from imgconv_core.settings import LOCAL_SECRET
+from imgconv_core.tokens import verify_token
 from tests.support.client import ApiClient
 from tests.support.services import (
     BIN,

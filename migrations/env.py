@@ -5,9 +5,10 @@ from __future__ import annotations
 from logging.config import fileConfig
 
 from alembic import context
+from sqlalchemy import create_engine, pool
+
 from imgconv_core.db.models import Base
 from imgconv_core.settings import get_settings
-from sqlalchemy import create_engine, pool
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logger", True):

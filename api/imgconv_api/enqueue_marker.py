@@ -14,9 +14,10 @@ import time
 import uuid
 from collections.abc import Sequence
 
+from sqlalchemy.orm import Session, sessionmaker
+
 from imgconv_core.db.job_store import mark_enqueued
 from imgconv_core.db.session import transaction
-from sqlalchemy.orm import Session, sessionmaker
 
 log = logging.getLogger(__name__)
 

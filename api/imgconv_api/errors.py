@@ -10,8 +10,9 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from imgconv_core.errors import ImgconvError, RateLimited
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from imgconv_core.errors import ImgconvError, RateLimited
 
 log = logging.getLogger(__name__)
 

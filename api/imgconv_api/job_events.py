@@ -9,8 +9,9 @@ from collections import defaultdict
 from collections.abc import Iterator
 
 import redis.asyncio as aioredis
-from imgconv_core.status_cache import JOB_EVENTS_CHANNEL
 from redis.exceptions import RedisError
+
+from imgconv_core.status_cache import JOB_EVENTS_CHANNEL
 
 log = logging.getLogger(__name__)
 

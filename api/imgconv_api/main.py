@@ -10,8 +10,6 @@ from functools import partial
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from imgconv_core.jobs import API_PREFIX
-from imgconv_core.settings import Settings, get_settings
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from imgconv_api.errors import install_error_handlers
@@ -19,6 +17,8 @@ from imgconv_api.metrics import MetricsMiddleware
 from imgconv_api.polling import PollFastPath
 from imgconv_api.routes import health, jobs, stats, tokens
 from imgconv_api.state import AppState
+from imgconv_core.jobs import API_PREFIX
+from imgconv_core.settings import Settings, get_settings
 
 
 class ImgconvApp(FastAPI):

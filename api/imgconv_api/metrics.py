@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import time
 
-from imgconv_core.errors import ImgconvError
 from prometheus_client import Counter, Histogram
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from imgconv_core.errors import ImgconvError
 
 REQUESTS = Counter(
     "imgconv_api_requests_total", "HTTP requests by route and status", ["method", "route", "status"]

@@ -15,13 +15,6 @@ from dataclasses import dataclass
 from functools import lru_cache
 from urllib.parse import parse_qsl
 
-from imgconv_core import status_cache
-from imgconv_core.db import job_store
-from imgconv_core.errors import ImgconvError, JobNotFound, Unauthorized
-from imgconv_core.job_ids import job_id_belongs
-from imgconv_core.jobs import API_PREFIX
-from imgconv_core.status_cache import CachedJob
-from imgconv_core.tokens import verify_token
 from redis.exceptions import RedisError
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -29,6 +22,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from imgconv_api import metrics
 from imgconv_api.errors import error_body
 from imgconv_api.state import AppState
+from imgconv_core import status_cache
+from imgconv_core.db import job_store
+from imgconv_core.errors import ImgconvError, JobNotFound, Unauthorized
+from imgconv_core.job_ids import job_id_belongs
+from imgconv_core.jobs import API_PREFIX
+from imgconv_core.status_cache import CachedJob
+from imgconv_core.tokens import verify_token
 
 MAX_WAIT = 30.0
 

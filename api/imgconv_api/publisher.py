@@ -7,10 +7,11 @@ import uuid
 from collections.abc import Sequence
 
 from celery import Celery
+from kombu.exceptions import KombuError, OperationalError
+
 from imgconv_core.jobs import CONVERSIONS_QUEUE, CONVERT_TASK
 from imgconv_core.queue_config import celery_config, is_redis_broker
 from imgconv_core.settings import Settings
-from kombu.exceptions import KombuError, OperationalError
 
 log = logging.getLogger(__name__)
 

@@ -7,13 +7,14 @@ import logging
 import math
 import time
 
-from imgconv_core.errors import RateLimited
-from imgconv_core.settings import Settings
 from limits import RateLimitItem, parse
 from limits.aio.storage import RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 from redis.exceptions import RedisError
 from starlette.requests import Request
+
+from imgconv_core.errors import RateLimited
+from imgconv_core.settings import Settings
 
 log = logging.getLogger(__name__)
 

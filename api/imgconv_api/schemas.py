@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from imgconv_core.jobs import JobView
 from pydantic import BaseModel
+
+from imgconv_core.jobs import JobView
 
 
 class TokenOut(BaseModel):

@@ -9,13 +9,6 @@ from dataclasses import dataclass, field
 
 import redis
 import redis.asyncio as aioredis
-from imgconv_core import status_cache
-from imgconv_core.db.job_store import job_view
-from imgconv_core.db.models import Job
-from imgconv_core.db.session import make_engine, make_session_factory
-from imgconv_core.settings import Settings
-from imgconv_core.storage import BlobStore, make_store
-from imgconv_core.sweeper import Sweeper
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -23,6 +16,13 @@ from imgconv_api.enqueue_marker import EnqueueMarker
 from imgconv_api.job_events import JobEventHub
 from imgconv_api.publisher import CeleryPublisher
 from imgconv_api.rate_limits import RateLimits
+from imgconv_core import status_cache
+from imgconv_core.db.job_store import job_view
+from imgconv_core.db.models import Job
+from imgconv_core.db.session import make_engine, make_session_factory
+from imgconv_core.settings import Settings
+from imgconv_core.storage import BlobStore, make_store
+from imgconv_core.sweeper import Sweeper
 
 log = logging.getLogger(__name__)
 

@@ -8,12 +8,13 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 
-from imgconv_core.errors import FileTooLarge, InvalidRequest, TooManyFiles
-from imgconv_core.settings import Settings
 from python_multipart import MultipartParser
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import parse_options_header
 from starlette.requests import Request
+
+from imgconv_core.errors import FileTooLarge, InvalidRequest, TooManyFiles
+from imgconv_core.settings import Settings
 
 MAX_FIELD_BYTES = 4096
 MAX_FIELDS = 32

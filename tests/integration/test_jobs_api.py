@@ -8,10 +8,10 @@ import threading
 import time
 
 import httpx
-from imgconv_core.settings import LOCAL_SECRET
-from imgconv_core.tokens import issue_token
 from PIL import Image
 
+from imgconv_core.settings import LOCAL_SECRET
+from imgconv_core.tokens import issue_token
 from tests.support.client import ApiClient
 from tests.support.images import format_of, photo
 from tests.support.services import Process

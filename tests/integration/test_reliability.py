@@ -14,9 +14,9 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+
 from imgconv_api.publisher import CeleryPublisher
 from imgconv_core.settings import Settings
-
 from tests.support.client import ApiClient
 from tests.support.images import photo
 from tests.support.proxy import CuttableProxy

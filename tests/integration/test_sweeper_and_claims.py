@@ -12,6 +12,9 @@ from pathlib import Path
 
 import pytest
 import redis
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
 from imgconv_api.publisher import CeleryPublisher
 from imgconv_core import status_cache
 from imgconv_core.db import job_store
@@ -23,9 +26,6 @@ from imgconv_core.settings import Settings
 from imgconv_core.storage import PostgresBlobStore
 from imgconv_core.sweeper import Sweeper
 from imgconv_core.tokens import issue_token
-from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session, sessionmaker
-
 from tests.support.images import photo
 from tests.support.services import Stack, amqp_url, wait_until
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from starlette.requests import Request
+
 from imgconv_api.rate_limits import RateLimits
 from imgconv_api.routes.jobs import content_disposition
 from imgconv_api.uploads import safe_filename
 from imgconv_core.settings import Settings
-from starlette.requests import Request
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,8 @@ from datetime import UTC, datetime
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import ValidationError
+
 from imgconv_core import status_cache
 from imgconv_core.db.job_store import decode_cursor
 from imgconv_core.errors import InvalidRequest
@@ -15,7 +17,6 @@ from imgconv_core.job_ids import job_id_belongs, new_job_id
 from imgconv_core.jobs import JobStatus, JobView, can_transition, job_links
 from imgconv_core.settings import Settings
 from imgconv_core.tokens import hash_token, issue_token, verify_token
-from pydantic import ValidationError
 
 SECRET = b"s" * 32
 

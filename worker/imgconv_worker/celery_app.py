@@ -8,6 +8,7 @@ IMGCONV_TASK_HARD_TIME_LIMIT.
 from __future__ import annotations
 
 from celery import Celery
+
 from imgconv_core.queue_config import celery_config
 from imgconv_core.settings import get_settings
 

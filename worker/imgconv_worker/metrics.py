@@ -10,8 +10,9 @@ from contextlib import contextmanager
 from typing import Any
 
 from celery.signals import worker_init
-from imgconv_core.conversion import ConversionReport
 from prometheus_client import CollectorRegistry, Counter, Histogram, multiprocess, start_http_server
+
+from imgconv_core.conversion import ConversionReport
 
 CONVERSIONS = Counter(
     "imgconv_worker_conversions_total",

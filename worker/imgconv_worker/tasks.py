@@ -9,6 +9,8 @@ from functools import lru_cache
 import redis
 from celery import Task
 from celery.exceptions import Ignore, SoftTimeLimitExceeded
+from sqlalchemy.exc import DBAPIError, OperationalError
+
 from imgconv_core.conversion import (
     TIMED_OUT,
     ConversionReport,
@@ -23,8 +25,6 @@ from imgconv_core.jobs import CONVERT_TASK
 from imgconv_core.processing import current_claimant
 from imgconv_core.settings import get_settings
 from imgconv_core.storage import make_store
-from sqlalchemy.exc import DBAPIError, OperationalError
-
 from imgconv_worker import metrics
 from imgconv_worker.celery_app import app
 

@@ -7,6 +7,15 @@ import uuid
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Query, Request, Response
+from sqlalchemy.exc import IntegrityError
+from starlette.concurrency import run_in_threadpool
+
+from imgconv_api import metrics
+from imgconv_api.deps import ClientId, StateDep
+from imgconv_api.polling import answer_poll
+from imgconv_api.schemas import ERROR_RESPONSES, JobPage, JobsCreated
+from imgconv_api.state import AppState
+from imgconv_api.uploads import parse_upload
 from imgconv_core.db import job_store
 from imgconv_core.db.models import Job
 from imgconv_core.db.session import transaction
@@ -23,15 +32,6 @@ from imgconv_core.job_ids import job_id_belongs, new_job_id
 from imgconv_core.jobs import JobStatus, JobView
 from imgconv_core.storage import blob_key
 from imgconv_core.uploads import parse_conversion_request, prepare_jobs, upload_fingerprint
-from sqlalchemy.exc import IntegrityError
-from starlette.concurrency import run_in_threadpool
-
-from imgconv_api import metrics
-from imgconv_api.deps import ClientId, StateDep
-from imgconv_api.polling import answer_poll
-from imgconv_api.schemas import ERROR_RESPONSES, JobPage, JobsCreated
-from imgconv_api.state import AppState
-from imgconv_api.uploads import parse_upload
 
 router = APIRouter(tags=["jobs"])
 

@@ -7,13 +7,13 @@ import time
 
 from amqp.exceptions import ChannelError
 from fastapi import APIRouter
-from imgconv_core.db.job_store import count_by_status
-from imgconv_core.images.formats import ImageFormat
 from kombu.exceptions import KombuError
 from starlette.concurrency import run_in_threadpool
 
 from imgconv_api.deps import ClientId, StateDep
 from imgconv_api.schemas import ERROR_RESPONSES, Limits, Stats
+from imgconv_core.db.job_store import count_by_status
+from imgconv_core.images.formats import ImageFormat
 
 router = APIRouter(tags=["stats"])
 log = logging.getLogger(__name__)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from imgconv_core.db.job_store import create_client
-from imgconv_core.db.session import transaction
-from imgconv_core.tokens import issue_token
 from starlette.concurrency import run_in_threadpool
 
 from imgconv_api.deps import StateDep
 from imgconv_api.schemas import ERROR_RESPONSES, TokenOut
+from imgconv_core.db.job_store import create_client
+from imgconv_core.db.session import transaction
+from imgconv_core.tokens import issue_token
 
 router = APIRouter(tags=["tokens"])
 

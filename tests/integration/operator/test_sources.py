@@ -12,13 +12,13 @@ from collections.abc import Callable, Iterator
 import amqp
 import pytest
 import redis
+
 from imgconv_operator.sources import (
     KOMBU_PRIORITY_SEPARATOR,
     RabbitMQSource,
     RedisListSource,
     SourceError,
 )
-
 from tests.integration.operator.celery_probe import app as probe_app
 from tests.integration.operator.conftest import MANAGEMENT_URL, ROOT, Broker
 

@@ -7,8 +7,9 @@ import zlib
 from io import BytesIO
 from typing import Any
 
-from imgconv_core.images.inspect import ImageLimits
 from PIL import Image, ImageCms
+
+from imgconv_core.images.inspect import ImageLimits
 
 LIMITS = ImageLimits(max_pixels=50_000_000, max_frames=1000)
 

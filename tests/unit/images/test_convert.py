@@ -3,6 +3,8 @@ from __future__ import annotations
 from io import BytesIO
 
 import pytest
+from PIL import Image, ImageSequence, JpegImagePlugin
+
 from imgconv_core.errors import (
     ImageDecodeError,
     ImageTooLarge,
@@ -12,7 +14,6 @@ from imgconv_core.errors import (
 from imgconv_core.images.convert import ConversionOptions, convert_image, fit_within
 from imgconv_core.images.formats import ImageFormat
 from imgconv_core.images.inspect import ImageLimits, inspect_image
-from PIL import Image, ImageSequence, JpegImagePlugin
 
 from .factories import (
     BLUE,

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+
 from imgconv_core.errors import UnsupportedFormat
 from imgconv_core.images.formats import (
     EXTENSIONS,

@@ -4,6 +4,8 @@ import warnings
 from io import BytesIO
 
 import pytest
+from PIL import Image
+
 from imgconv_core.errors import (
     EmptyFile,
     ImageDecodeError,
@@ -15,7 +17,6 @@ from imgconv_core.errors import (
 from imgconv_core.images.convert import ConversionOptions, convert_image
 from imgconv_core.images.formats import ImageFormat
 from imgconv_core.images.inspect import ImageLimits, inspect_image
-from PIL import Image
 
 from .factories import (
     LIMITS,

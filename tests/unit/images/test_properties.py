@@ -7,11 +7,12 @@ from io import BytesIO
 
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
+from PIL import Image
+
 from imgconv_core.errors import ImgconvError
 from imgconv_core.images.convert import ConversionOptions, convert_image, fit_within
 from imgconv_core.images.formats import ImageFormat
 from imgconv_core.images.inspect import inspect_image
-from PIL import Image
 
 from .factories import LIMITS, encode, quadrants
 

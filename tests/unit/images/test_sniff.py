@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+
 from imgconv_core.images.sniff import sniff_format, sniff_unsupported
 
 

@@ -7,8 +7,9 @@ import shutil
 import subprocess
 
 import pytest
-from imgconv_operator import metrics
 from prometheus_client import generate_latest
+
+from imgconv_operator import metrics
 
 
 def _exercise(namespace: str, name: str) -> None:

@@ -6,6 +6,7 @@ from collections.abc import Collection, Mapping
 from typing import Any
 
 import pytest
+
 from imgconv_operator.handlers import rivals
 from imgconv_operator.kube import NotFoundError
 from imgconv_operator.reconcile import AutoscalerRuntime, Reconciler
