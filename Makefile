@@ -40,6 +40,8 @@ test-frontend: ## typecheck, lint, unit-test, build and browser-test the fronten
 test: lint test-frontend test-python ## everything CI runs (pytest last: its summary closes the log)
 
 bench: $(STAMP) ## speed benchmarks (not tests): prints a table
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq wrk >/dev/null; } \
+	  || { echo "make bench needs wrk: apt-get install wrk" >&2; exit 1; }
 	$(PY) -m bench.run
 
 bench-autoscale: $(STAMP) ## autoscaler simulation: our decision function vs a KEDA+HPA model
