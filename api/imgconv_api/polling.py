@@ -81,10 +81,17 @@ def _status_from_db(state: AppState, job_id: uuid.UUID, refill: bool) -> CachedJ
                     nx=True,
                 )
         return None
+    entry = status_cache.encode_entry(job.client_id, job_store.job_view(job), job.version)
     if refill:
-        state.cache_job(job)
-    view = job_store.job_view(job)
-    return status_cache.decode_entry(status_cache.encode_entry(job.client_id, view, job.version))
+        with contextlib.suppress(RedisError):
+            status_cache.write_entry(
+                state.redis_sync,
+                job.id,
+                entry,
+                job.version,
+                state.settings.status_cache_ttl_seconds,
+            )
+    return status_cache.decode_entry(entry)
 
 
 async def _wait_for_change(

@@ -64,11 +64,17 @@ def decode_entry(raw: bytes) -> CachedJob | None:
 
 def write_job(client: redis.Redis, owner: uuid.UUID, view: JobView, version: int, ttl: int) -> bool:
     """Write a job's status through to Redis and wake its long polls (sync, for workers)."""
+    return write_entry(client, view.id, encode_entry(owner, view, version), version, ttl)
+
+
+def write_entry(
+    client: redis.Redis, job_id: uuid.UUID, entry: bytes, version: int, ttl: int
+) -> bool:
+    """Write an encoded entry unless the cache already holds this version or a newer one."""
     # A Script runs by its SHA (EVALSHA) and loads itself once per server.
     script = client.register_script(WRITE_IF_NEWER)
     result = script(
-        keys=[job_key(view.id)],
-        args=[encode_entry(owner, view, version), version, ttl, JOB_EVENTS_CHANNEL, str(view.id)],
+        keys=[job_key(job_id)], args=[entry, version, ttl, JOB_EVENTS_CHANNEL, str(job_id)]
     )
     return bool(result)
 

@@ -8,6 +8,8 @@ import json
 import logging
 import os
 import socket
+import subprocess
+import sys
 import time
 import urllib.request
 import uuid
@@ -59,7 +61,7 @@ def rabbitmq_management() -> str:
         message = "RabbitMQ management API not reachable: run `bash scripts/ensure_services.sh`"
         if os.environ.get("CI") == "true":
             pytest.fail(message)
-        pytest.skip(message)
+        pytest.skip(message)  # outside CI only: with CI=true it failed above
     return MANAGEMENT_URL
 
 
@@ -140,6 +142,22 @@ def broker(rabbitmq_management: str) -> Iterator[Callable[[], Broker]]:
     yield make
     for b in made:
         b.close()
+
+
+def start_probe_worker(queue: str, node: str | None = None) -> subprocess.Popen[bytes]:
+    """A real Celery worker (solo pool, imgconv's prefetch/acks settings) on `queue`."""
+    args = [
+        sys.executable, "-m", "celery", "-A", "tests.integration.operator.celery_probe",
+        "worker", "-P", "solo", "-c", "1", "-Q", queue, "-l", "WARNING",
+        "--without-heartbeat", "--without-mingle", "--without-gossip",
+    ]  # fmt: skip
+    if node is not None:
+        args += ["-n", node]
+    return subprocess.Popen(
+        args,
+        cwd=ROOT,
+        env={**os.environ, "IMGCONV_PROBE_QUEUE": queue},
+    )
 
 
 def deployment(name: str, replicas: int) -> dict[str, Any]:

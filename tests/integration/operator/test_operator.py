@@ -5,9 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -21,7 +19,6 @@ from tests.integration.operator.celery_probe import app as probe_app
 from tests.integration.operator.conftest import (
     AUTOSCALERS,
     NAMESPACE,
-    ROOT,
     WORKER_LABELS,
     ApiServer,
     Broker,
@@ -30,6 +27,7 @@ from tests.integration.operator.conftest import (
     deployment,
     eventually,
     rabbit_source,
+    start_probe_worker,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio, pytest.mark.kmock(cls=ApiServer)]
@@ -293,31 +291,7 @@ def celery_worker(rabbitmq_management: str) -> Iterator[Callable[[str, str], Non
     queues: list[str] = []  # declared by the workers (durable, as Celery declares them)
 
     def start(queue: str, node: str) -> None:
-        worker = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "tests.integration.operator.celery_probe",
-                "worker",
-                "-P",
-                "solo",
-                "-c",
-                "1",
-                "-Q",
-                queue,
-                "-n",
-                node,
-                "-l",
-                "WARNING",
-                "--without-heartbeat",
-                "--without-mingle",
-                "--without-gossip",
-            ],
-            cwd=ROOT,
-            env={**os.environ, "IMGCONV_PROBE_QUEUE": queue},
-        )
+        worker = start_probe_worker(queue, node)
         started.append(worker)
         queues.append(queue)
 

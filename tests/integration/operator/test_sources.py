@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 
@@ -20,7 +18,7 @@ from imgconv_operator.sources import (
     SourceError,
 )
 from tests.integration.operator.celery_probe import app as probe_app
-from tests.integration.operator.conftest import MANAGEMENT_URL, ROOT, Broker
+from tests.integration.operator.conftest import MANAGEMENT_URL, Broker, start_probe_worker
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 
@@ -72,29 +70,7 @@ async def test_in_flight_work_is_attributed_to_the_consumer_host(
 def celery_queue(rabbitmq_management: str) -> Iterator[str]:
     """A real Celery worker (solo pool, prefetch 1, acks_late) on a queue of its own."""
     queue = f"imgconv-test-celery-{uuid.uuid4().hex[:12]}"
-    worker = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "tests.integration.operator.celery_probe",
-            "worker",
-            "-P",
-            "solo",
-            "-c",
-            "1",
-            "-Q",
-            queue,
-            "-l",
-            "WARNING",
-            "--without-heartbeat",
-            "--without-mingle",
-            "--without-gossip",
-        ],
-        cwd=ROOT,
-        env={**os.environ, "IMGCONV_PROBE_QUEUE": queue},
-    )
+    worker = start_probe_worker(queue)
     try:
         yield queue
     finally:
@@ -152,7 +128,7 @@ def redis_key() -> Iterator[str]:
     except redis.ConnectionError:
         if os.environ.get("CI") == "true":
             pytest.fail("Redis not reachable on 127.0.0.1:6379")
-        pytest.skip("Redis not reachable on 127.0.0.1:6379")
+        pytest.skip("Redis unreachable")  # outside CI only: with CI=true it failed above
     key = f"imgconv-test-{uuid.uuid4().hex[:12]}"
     yield key
     client.delete(key, f"{key}{KOMBU_PRIORITY_SEPARATOR}6")

@@ -12,7 +12,7 @@ from imgconv_core.errors import (
     UnsupportedFormat,
 )
 from imgconv_core.images.convert import ConversionOptions, convert_image, fit_within
-from imgconv_core.images.formats import ImageFormat
+from imgconv_core.images.formats import PILLOW_FORMATS, ImageFormat
 from imgconv_core.images.inspect import ImageLimits, inspect_image
 
 from .factories import (
@@ -40,16 +40,7 @@ from .factories import (
     srgb_icc,
 )
 
-SOURCES = {
-    "jpeg": "JPEG",
-    "png": "PNG",
-    "webp": "WEBP",
-    "gif": "GIF",
-    "bmp": "BMP",
-    "tiff": "TIFF",
-    "avif": "AVIF",
-    "heic": "HEIF",
-}
+SOURCES = PILLOW_FORMATS  # every source format, by its Pillow writer name
 PILLOW_NAME = {
     ImageFormat.JPEG: "JPEG",
     ImageFormat.PNG: "PNG",

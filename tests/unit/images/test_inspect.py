@@ -15,7 +15,7 @@ from imgconv_core.errors import (
     UnsupportedSourceFormat,
 )
 from imgconv_core.images.convert import ConversionOptions, convert_image
-from imgconv_core.images.formats import ImageFormat
+from imgconv_core.images.formats import PILLOW_FORMATS, ImageFormat
 from imgconv_core.images.inspect import ImageLimits, inspect_image
 
 from .factories import (
@@ -29,16 +29,7 @@ from .factories import (
     quadrants,
 )
 
-SOURCE_SAVE_FORMATS = {
-    "jpeg": "JPEG",
-    "png": "PNG",
-    "webp": "WEBP",
-    "gif": "GIF",
-    "bmp": "BMP",
-    "tiff": "TIFF",
-    "avif": "AVIF",
-    "heic": "HEIF",
-}
+SOURCE_SAVE_FORMATS = PILLOW_FORMATS  # every source format, by its Pillow writer name
 
 
 @pytest.mark.parametrize("fmt", sorted(SOURCE_SAVE_FORMATS))
