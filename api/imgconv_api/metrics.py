@@ -24,7 +24,8 @@ UPLOAD_REJECTIONS = Counter(
     "imgconv_api_upload_rejections_total", "Uploads rejected, by error code", ["code"]
 )
 PUBLISH_FAILURES = Counter(
-    "imgconv_api_publish_failures_total", "Jobs whose message could not be published at upload"
+    "imgconv_api_publish_failures_total",
+    "Accepted jobs whose message could not be published at once (left to the sweeper)",
 )
 
 

@@ -25,25 +25,27 @@ class CeleryPublisher:
         self.celery.conf.update(celery_config(settings))
 
     def publish(self, job_ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:
-        """Publish one message per job; returns those the broker accepted, in order."""
+        """Publish one message per job on one producer; returns those the broker accepted
+        (confirmed, on RabbitMQ), in order. Stops at the first failure."""
         sent: list[uuid.UUID] = []
-        for job_id in job_ids:
-            try:
-                self.celery.send_task(
-                    CONVERT_TASK,
-                    args=[str(job_id)],
-                    queue=CONVERSIONS_QUEUE,
-                    task_id=str(job_id),
-                    retry=False,
-                )
-            except (OperationalError, KombuError, OSError) as exc:
-                log.warning(
-                    "broker unavailable, %d job(s) left to the outbox: %s",
-                    len(job_ids) - len(sent),
-                    exc,
-                )
-                break
-            sent.append(job_id)
+        try:
+            with self.celery.producer_or_acquire() as producer:
+                for job_id in job_ids:
+                    self.celery.send_task(
+                        CONVERT_TASK,
+                        args=[str(job_id)],
+                        queue=CONVERSIONS_QUEUE,
+                        task_id=str(job_id),
+                        retry=False,
+                        producer=producer,
+                    )
+                    sent.append(job_id)
+        except (OperationalError, KombuError, OSError) as exc:
+            log.warning(
+                "broker unavailable, %d job(s) left to the outbox: %s",
+                len(job_ids) - len(sent),
+                exc,
+            )
         return sent
 
     def queue_depth(self) -> tuple[int, int]:

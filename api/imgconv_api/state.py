@@ -12,13 +12,12 @@ import redis.asyncio as aioredis
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from imgconv_api.enqueue_marker import EnqueueMarker
 from imgconv_api.job_events import JobEventHub
+from imgconv_api.outbox_relay import OutboxRelay
 from imgconv_api.publisher import CeleryPublisher
 from imgconv_api.rate_limits import RateLimits
 from imgconv_core import status_cache
-from imgconv_core.db.job_store import job_view
-from imgconv_core.db.models import Job
+from imgconv_core.db.job_store import StoredJob, job_view
 from imgconv_core.db.session import make_engine, make_session_factory
 from imgconv_core.settings import Settings
 from imgconv_core.storage import BlobStore, make_store
@@ -40,7 +39,7 @@ class AppState:
     rate_limits: RateLimits
     events: JobEventHub
     secret: bytes
-    enqueue_marker: EnqueueMarker
+    outbox: OutboxRelay
     sweeper: Sweeper | None = None
     sweeper_thread: threading.Thread | None = None
     stats_cache: dict[str, object] = field(default_factory=dict)
@@ -72,7 +71,7 @@ class AppState:
             rate_limits=RateLimits(settings),
             events=JobEventHub(events_redis),
             secret=settings.secret_key.get_secret_value().encode(),
-            enqueue_marker=EnqueueMarker(sessions),
+            outbox=OutboxRelay(sessions, publisher.publish),
         )
         if run_sweeper:
             state.sweeper = Sweeper(
@@ -91,7 +90,7 @@ class AppState:
     def start(self) -> None:
         """Start background work (needs a running event loop)."""
         self.events.start()
-        self.enqueue_marker.start()
+        self.outbox.start()
         if self.sweeper_thread is not None:
             self.sweeper_thread.start()
 
@@ -100,24 +99,23 @@ class AppState:
         if self.sweeper is not None:
             self.sweeper.stop()
         await self.events.stop()
-        self.enqueue_marker.close()
+        self.outbox.close()
         await self.redis_async.aclose()
         self.redis_sync.close()
         self.publisher.close()
         self.engine.dispose()
 
-    def cache_job(self, job: Job) -> None:
-        """Write a job's status through to Redis (sync; call from a worker thread)."""
+    def cache_job(self, job: StoredJob) -> bytes:
+        """Write a job's status through to Redis (sync; call from a worker thread); returns
+        the job's JSON, the same bytes a poll answers with."""
+        entry = status_cache.encode_entry(job.client_id, job_view(job), job.version)
         try:
-            status_cache.write_job(
-                self.redis_sync,
-                job.client_id,
-                job_view(job),
-                job.version,
-                self.settings.status_cache_ttl_seconds,
+            status_cache.write_entry(
+                self.redis_sync, job.id, entry, job.version, self.settings.status_cache_ttl_seconds
             )
         except redis.RedisError as exc:
             log.warning("status cache write failed for job %s: %s", job.id, exc)
+        return status_cache.entry_body(entry)
 
     def forget_job(self, job_id: uuid.UUID) -> None:
         """Drop a deleted job from the cache (sync)."""

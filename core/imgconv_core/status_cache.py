@@ -7,10 +7,12 @@ a slow writer never overwrites a newer status. An unknown id is cached as `-` fo
 
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import dataclass
 
 import redis
+from redis.commands.core import Script
 
 from imgconv_core.jobs import JobView
 
@@ -54,6 +56,11 @@ def encode_entry(owner: uuid.UUID, view: JobView, version: int) -> bytes:
     return head + view.model_dump_json().encode()
 
 
+def entry_body(entry: bytes) -> bytes:
+    """The job JSON of an encoded entry."""
+    return entry.split(b"|", 3)[3]
+
+
 def decode_entry(raw: bytes) -> CachedJob | None:
     """Parse a cache entry; None for the unknown-id marker."""
     if raw == UNKNOWN:
@@ -67,13 +74,17 @@ def write_job(client: redis.Redis, owner: uuid.UUID, view: JobView, version: int
     return write_entry(client, view.id, encode_entry(owner, view, version), version, ttl)
 
 
+@functools.lru_cache(maxsize=32)
+def _write_script(client: redis.Redis) -> Script:
+    # A Script runs by its SHA (EVALSHA) and loads itself once per server.
+    return client.register_script(WRITE_IF_NEWER)
+
+
 def write_entry(
     client: redis.Redis, job_id: uuid.UUID, entry: bytes, version: int, ttl: int
 ) -> bool:
     """Write an encoded entry unless the cache already holds this version or a newer one."""
-    # A Script runs by its SHA (EVALSHA) and loads itself once per server.
-    script = client.register_script(WRITE_IF_NEWER)
-    result = script(
+    result = _write_script(client)(
         keys=[job_key(job_id)], args=[entry, version, ttl, JOB_EVENTS_CHANNEL, str(job_id)]
     )
     return bool(result)

@@ -1,4 +1,5 @@
-"""The sweeper and the claim protocol against the real Postgres, Redis and RabbitMQ."""
+"""The outbox (relay and sweeper) and the claim protocol against the real Postgres, Redis and
+RabbitMQ."""
 
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ from pathlib import Path
 
 import pytest
 import redis
+from prometheus_client import REGISTRY
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from imgconv_api.outbox_relay import OutboxRelay
 from imgconv_api.publisher import CeleryPublisher
 from imgconv_core import status_cache
 from imgconv_core.db import job_store
@@ -27,7 +30,7 @@ from imgconv_core.storage import PostgresBlobStore
 from imgconv_core.sweeper import Sweeper
 from imgconv_core.tokens import issue_token
 from tests.support.images import photo
-from tests.support.services import Stack, amqp_url, wait_until
+from tests.support.services import Stack, amqp_url, free_port, wait_until
 
 
 @dataclass
@@ -65,7 +68,7 @@ def env(private_stack: Stack) -> Iterator[Env]:
     engine.dispose()
 
 
-def new_job(env: Env) -> Job:
+def new_job(env: Env) -> job_store.StoredJob:
     data = photo(16, 16)
     new = job_store.NewJob(
         id=uuid.uuid4(),
@@ -99,6 +102,60 @@ def test_outbox_publishes_jobs_the_broker_never_got(env: Env) -> None:
     again = env.sweeper.run_once()
     assert again is not None
     assert again.republished == 0  # published once, not on every pass
+
+
+def enqueued(env: Env, job_ids: list[uuid.UUID]) -> bool:
+    with env.sessions() as tx:
+        marks = tx.scalars(select(Job.enqueued_at).where(Job.id.in_(job_ids))).all()
+    return len(marks) == len(job_ids) and all(mark is not None for mark in marks)
+
+
+def test_relay_publishes_committed_jobs_and_marks_them_in_one_batch(env: Env) -> None:
+    jobs = [new_job(env).id for _ in range(3)]
+    relay = OutboxRelay(env.sessions, env.publisher.publish)
+    relay.start()
+    try:
+        relay.add(jobs[:1])
+        relay.add(jobs[1:])
+        wait_until(lambda: enqueued(env, jobs), 10, "the relay did not mark the jobs")
+    finally:
+        relay.close()
+    assert env.publisher.queue_depth()[0] == 3
+    report = env.sweeper.run_once()
+    assert report is not None
+    assert report.republished == 0  # marked: the sweeper leaves them alone
+
+
+def publish_failures() -> float:
+    return REGISTRY.get_sample_value("imgconv_api_publish_failures_total") or 0.0
+
+
+def test_relay_leaves_jobs_to_the_sweeper_when_the_broker_is_down(env: Env) -> None:
+    job = new_job(env).id
+    down = CeleryPublisher(
+        env.settings.model_copy(update={"broker_url": amqp_url(env.vhost, free_port())})
+    )
+    failures = publish_failures()
+    relay = OutboxRelay(env.sessions, down.publish)
+    relay.start()
+    relay.add([job])
+    relay.close()
+    down.close()
+    assert publish_failures() == failures + 1
+    assert not enqueued(env, [job])
+    report = env.sweeper.run_once()
+    assert report is not None
+    assert report.republished == 1
+    assert enqueued(env, [job])
+
+
+def test_relay_marks_what_it_published_before_it_stops(env: Env) -> None:
+    job = new_job(env).id
+    relay = OutboxRelay(env.sessions, env.publisher.publish)
+    relay.start()
+    relay.add([job])
+    relay.close()  # well inside the marking window
+    assert enqueued(env, [job])
 
 
 def cached(env: Env, job_id: uuid.UUID) -> status_cache.CachedJob | None:

@@ -17,6 +17,7 @@ from imgconv_api.schemas import ERROR_RESPONSES, JobPage, JobsCreated
 from imgconv_api.state import AppState
 from imgconv_api.uploads import parse_upload
 from imgconv_core.db import job_store
+from imgconv_core.db.job_store import StoredJob
 from imgconv_core.db.models import Job
 from imgconv_core.db.session import transaction
 from imgconv_core.errors import (
@@ -55,6 +56,10 @@ def _own_job(state: AppState, job_id: uuid.UUID, client_id: uuid.UUID) -> Job:
     if job is None or job.client_id != client_id:
         raise JobNotFound("no such job")
     return job
+
+
+def _json_bodies(jobs: list[StoredJob]) -> list[bytes]:
+    return [job_store.job_view(job).model_dump_json().encode() for job in jobs]
 
 
 @router.post(
@@ -102,11 +107,10 @@ def _own_job(state: AppState, job_id: uuid.UUID, client_id: uuid.UUID) -> Job:
 )
 async def create_jobs(
     request: Request,
-    response: Response,
     state: StateDep,
     client_id: ClientId,
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
-) -> JobsCreated:
+) -> Response:
     """Upload one or more images (`file` parts) to convert; all or nothing."""
     limits = state.rate_limits
     await limits.hit(limits.upload_per_token, "upload-token", client_id.hex)
@@ -118,7 +122,7 @@ async def create_jobs(
 
     fingerprint = upload_fingerprint(conversion, form.files) if idempotency_key else ""
 
-    def earlier_upload() -> list[Job] | None:
+    def earlier_upload() -> list[StoredJob] | None:
         if not idempotency_key:
             return None
         with state.reads() as tx:
@@ -127,9 +131,9 @@ async def create_jobs(
             raise IdempotencyConflict("this Idempotency-Key was used for a different upload")
         return earlier[1] if earlier else None
 
-    def accept() -> tuple[list[Job], bool]:
+    def accept() -> tuple[list[StoredJob], list[bytes], bool]:
         if (earlier := earlier_upload()) is not None:
-            return earlier, False
+            return earlier, _json_bodies(earlier), False
         new_jobs = prepare_jobs(
             conversion, form.files, image_limits, lambda: new_job_id(state.secret, client_id)
         )
@@ -141,27 +145,29 @@ async def create_jobs(
             constraint = getattr(getattr(exc.orig, "diag", None), "constraint_name", None)
             # The same key raced us: answer as the retry it is.
             if constraint == "pk_idempotency_keys" and (earlier := earlier_upload()) is not None:
-                return earlier, False
+                return earlier, _json_bodies(earlier), False
             if constraint == "fk_jobs_client_id_clients":
                 raise Unauthorized("this token's client no longer exists; get a new token") from exc
             raise
-        # Committed: now it may be published. If the broker is down the sweeper publishes later.
-        sent = state.publisher.publish([job.id for job in jobs])
-        state.enqueue_marker.add(sent)
-        metrics.PUBLISH_FAILURES.inc(len(jobs) - len(sent))
-        for job in jobs:
-            state.cache_job(job)
-        return jobs, True
+        # Committed: now it may be published (by the relay; if the broker is down or this
+        # process dies first, the sweeper publishes it).
+        state.outbox.add([job.id for job in jobs])
+        return jobs, [state.cache_job(job) for job in jobs], True
 
     try:
-        jobs, created = await run_in_threadpool(accept)
+        jobs, bodies, created = await run_in_threadpool(accept)
     except Exception as exc:
         metrics.count_rejection(exc)
         raise
     if created:
         metrics.JOBS_CREATED.inc(len(jobs))
-    response.headers["Location"] = f"/api/v1/jobs/{jobs[0].id}"
-    return JobsCreated(jobs=[job_store.job_view(job) for job in jobs])
+    # The jobs' JSON is already encoded (it is what the cache holds): no second serialization.
+    return Response(
+        b'{"jobs":[' + b",".join(bodies) + b"]}",
+        status_code=202,
+        media_type=JSON,
+        headers={"Location": f"/api/v1/jobs/{jobs[0].id}"},
+    )
 
 
 @router.get(

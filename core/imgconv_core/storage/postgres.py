@@ -3,11 +3,28 @@
 from __future__ import annotations
 
 from sqlalchemy import delete, select
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.dialects.postgresql import Insert, insert
 from sqlalchemy.orm import Session
 
 from imgconv_core.db.models import Blob
 from imgconv_core.storage.base import StoredBlob
+
+
+def _upsert() -> Insert:
+    stmt = insert(Blob)
+    # `excluded` refers to the row being inserted: the bytes travel to the server once.
+    return stmt.on_conflict_do_update(
+        index_elements=[Blob.key],
+        set_={
+            "data": stmt.excluded.data,
+            "content_type": stmt.excluded.content_type,
+            "size": stmt.excluded.size,
+        },
+    )
+
+
+# Built once, values bound per call: its compiled form stays cached.
+_UPSERT = _upsert()
 
 
 class PostgresBlobStore:
@@ -15,17 +32,8 @@ class PostgresBlobStore:
 
     def put(self, tx: Session, key: str, data: bytes, content_type: str) -> None:
         """Store `data` under `key` (overwrites)."""
-        stmt = insert(Blob).values(key=key, data=data, content_type=content_type, size=len(data))
-        # `excluded` refers to the row being inserted: the bytes travel to the server once.
-        tx.execute(
-            stmt.on_conflict_do_update(
-                index_elements=[Blob.key],
-                set_={
-                    "data": stmt.excluded.data,
-                    "content_type": stmt.excluded.content_type,
-                    "size": stmt.excluded.size,
-                },
-            )
+        tx.connection().execute(
+            _UPSERT, {"key": key, "data": data, "content_type": content_type, "size": len(data)}
         )
 
     def get(self, tx: Session, key: str) -> StoredBlob | None:
