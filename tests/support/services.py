@@ -158,8 +158,9 @@ class Stack:
         return env
 
 
-def start_api(stack: Stack, **extra: str) -> tuple[Process, str]:
-    """Run uvicorn with the app factory; returns the process and its base URL once ready."""
+def start_api(stack: Stack, workers: int = 1, **extra: str) -> tuple[Process, str]:
+    """Run uvicorn with the app factory (`workers` processes); returns the process and its
+    base URL once ready."""
     port = free_port()
     proc = spawn(
         "api",
@@ -175,6 +176,8 @@ def start_api(stack: Stack, **extra: str) -> tuple[Process, str]:
             "warning",
             "--no-access-log",
             "--no-proxy-headers",
+            "--workers",
+            str(workers),
         ],
         stack.env(**extra),
         stack.log_dir,
