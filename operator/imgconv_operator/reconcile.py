@@ -393,7 +393,12 @@ class Reconciler:
         if plan.replicas >= decision.current:
             # Nothing proven idle: no scale-down, and no cooldown started by one that did not
             # happen; the window's recommendations are kept, so it is tried again next poll.
-            memory = replace(decision.memory, last_scale_down=self.runtime.memory.last_scale_down)
+            kept = self.runtime.memory
+            memory = replace(
+                decision.memory,
+                last_scale_down=kept.last_scale_down,
+                idle_pod_seconds=kept.idle_pod_seconds,
+            )
             return replace(
                 decision, desired=decision.current, reason=Reason.NOT_PROVEN_IDLE, memory=memory
             )

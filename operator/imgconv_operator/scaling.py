@@ -44,7 +44,9 @@ class StepPolicy:
     stabilization_seconds: float
     max_step: int = 0  # pods per decision; the larger of this and max_step_percent wins
     max_step_percent: int = 100  # of the current count; both 0 means unlimited
-    cooldown_seconds: float = 0.0  # after a move this way, the next one waits this long
+    # After a move this way the next one waits this long, or less when several pods wait: only
+    # until the pods it would remove have sat idle this many pod-seconds in all.
+    cooldown_seconds: float = 0.0
 
     def limit(self, current: int) -> int | None:
         """Largest change allowed from `current` in one decision (None: unlimited)."""
@@ -108,12 +110,13 @@ class ScalerMemory:
     recommendations: tuple[Recommendation, ...] = ()
     since: float | None = None
     last_scale_down: float | None = None
+    idle_pod_seconds: float = 0.0  # removable pods x seconds held back since the last scale-down
 
     def remember(self, at: float, replicas: int, keep_seconds: float) -> ScalerMemory:
         """Add a recommendation and forget those older than `keep_seconds`."""
         kept = tuple(r for r in self.recommendations if r.at >= at - keep_seconds)
         since = at if self.since is None else self.since
-        return ScalerMemory((*kept, Recommendation(at, replicas)), since, self.last_scale_down)
+        return replace(self, recommendations=(*kept, Recommendation(at, replicas)), since=since)
 
     def window(self, now: float, seconds: float) -> list[int]:
         """Recommendations made within the last `seconds` (including now)."""
@@ -208,6 +211,7 @@ def decide(
     """Desired replicas: up at once (bounded step), down only when the whole window agrees."""
     target, reason, active = recommend(policy, sample, current)
     keep = max(policy.scale_up.stabilization_seconds, policy.scale_down.stabilization_seconds)
+    previous_at = memory.recommendations[-1].at if memory.recommendations else None
     memory = memory.remember(now, target, keep)
     result = Decision(current, current, target, reason, active, memory)
 
@@ -228,6 +232,10 @@ def decide(
             return replace(result, reason=Reason.STABILIZING)
         limit = policy.scale_up.limit(current)
         desired = stabilized if limit is None else min(stabilized, current + limit)
+        # The step limit guards against noisy rate estimates; messages that can be counted are
+        # not noise, so it never holds replicas below one slot per outstanding message.
+        counted = math.ceil(sample.work / policy.concurrency_per_replica)
+        desired = max(desired, min(stabilized, counted))
         why = Reason.STEP_LIMITED if desired < target else reason
         return replace(result, desired=desired, reason=why)
 
@@ -252,9 +260,16 @@ def decide(
         last = memory.last_scale_down
         cooling = last is not None and now - last < policy.scale_down.cooldown_seconds
         if cooling and desired > policy.idle_level:
-            # Pods free up one by one while long tasks finish; one step per cooldown instead
-            # of one per pod. Going all the way to the idle level is never held back.
-            return replace(result, reason=Reason.COOLDOWN)
+            # Pods free up one by one while long tasks finish: rather than one change per pod,
+            # wait out the cooldown, but only until the removable pods have sat idle
+            # cooldown_seconds pod-seconds in all (rent or buy: a lone idle pod waits the whole
+            # cooldown, four go after a quarter of it). Going to the idle level never waits.
+            held = 0.0 if previous_at is None else max(0.0, now - previous_at)
+            spent = memory.idle_pod_seconds + (current - desired) * held
+            if spent < policy.scale_down.cooldown_seconds:
+                return replace(
+                    result, reason=Reason.COOLDOWN, memory=replace(memory, idle_pod_seconds=spent)
+                )
         if floor > lowest:
             why = Reason.IN_FLIGHT
         elif quiet:
@@ -263,7 +278,7 @@ def decide(
             why = Reason.STEP_LIMITED
         else:
             why = reason
-        memory = replace(memory, last_scale_down=now)
+        memory = replace(memory, last_scale_down=now, idle_pod_seconds=0.0)
         return replace(result, desired=desired, reason=why, memory=memory)
 
     return replace(result, reason=Reason.STEADY if reason != Reason.WITHIN_TOLERANCE else reason)

@@ -57,11 +57,22 @@ def test_backlog_without_rates_asks_one_slot_per_message_up_to_max() -> None:
     assert big.desired == 20  # capped by maxReplicas, step 100% of 10 allows it
 
 
-def test_scale_up_step_is_bounded() -> None:
+def test_scale_up_step_bounds_rate_estimates_beyond_the_counted_backlog() -> None:
+    policy = ScalingPolicy(max_replicas=100, scale_up=StepPolicy(0.0, 4, 100))
+    # 5 messages outstanding, but a burst of arrivals makes the rate estimate ask for 100.
+    sample = QueueSample(ready=3, unacked=2, arrival_rate=50.0, drain_rate=1.0, mean_in_flight=2.0)
+    decision = decide(policy, sample, 2, ScalerMemory(), 0.0)
+    assert decision.recommendation == 100
+    assert decision.desired == 6  # max(4 pods, 100 % of 2) = 4 more
+    assert decision.reason is Reason.STEP_LIMITED
+
+
+def test_a_counted_backlog_is_not_held_back_by_the_step() -> None:
     policy = ScalingPolicy(max_replicas=100, scale_up=StepPolicy(0.0, 4, 100))
     decision = decide(policy, QueueSample(ready=90, unacked=0), 2, ScalerMemory(), 0.0)
-    assert decision.desired == 6  # max(4 pods, 100 % of 2) = 4
-    assert decision.reason is Reason.STEP_LIMITED
+    assert decision.desired == 90  # one slot per waiting message, in one step
+    capped = decide(policy, QueueSample(ready=500, unacked=0), 2, ScalerMemory(), 0.0)
+    assert capped.desired == 100
 
 
 def test_throughput_uses_drain_rate_and_drains_backlog_within_target() -> None:
@@ -111,28 +122,52 @@ def test_scale_down_keeps_busy_pods() -> None:
     assert counts[-1] == 3
 
 
+COOLDOWN_POLICY = ScalingPolicy(
+    target_utilization=1.0,
+    min_replicas=1,
+    idle_replicas=0,
+    max_replicas=20,
+    scale_down=StepPolicy(10.0, 0, 100, cooldown_seconds=30.0),
+)
+
+
 def test_cooldown_batches_pods_that_free_up_one_by_one() -> None:
-    policy = ScalingPolicy(
-        target_utilization=1.0,
-        min_replicas=1,
-        idle_replicas=0,
-        max_replicas=20,
-        scale_down=StepPolicy(10.0, 0, 100, cooldown_seconds=30.0),
-    )
     memory, current, changes = ScalerMemory(), 10, []
     # One long task finishes every 5 s: 10 busy pods, then 9, ... then none.
     for step in range(0, 20):
         in_flight = max(0, 10 - step)
         sample = QueueSample(ready=0, unacked=in_flight, busy_pods=in_flight)
-        decision = decide(policy, sample, current, memory, step * 5.0)
+        decision = decide(COOLDOWN_POLICY, sample, current, memory, step * 5.0)
         if decision.desired != current:
-            changes.append((step * 5.0, decision.desired))
+            changes.append((step * 5.0, current - decision.desired))
         memory, current = decision.memory, decision.desired
     assert current == 0
-    times = [t for t, _ in changes]
-    # The last change goes to the idle level, which never waits for the cooldown.
-    assert all(b - a >= 30.0 for a, b in itertools.pairwise(times[:-1]))
-    assert len(changes) < 10  # one per freed pod would be 10
+    assert len(changes) <= 5  # one per freed pod would be 10
+    # Between scale-downs the removed pods sat idle at least the cooldown's pod-seconds in
+    # all (the last change goes to the idle level, which never waits).
+    for (before, _), (after, removed) in itertools.pairwise(changes[:-1]):
+        assert (after - before) * removed >= 30.0
+
+
+def test_a_lone_idle_pod_waits_the_whole_cooldown() -> None:
+    memory, current = ScalerMemory(), 4
+    busy = QueueSample(ready=0, unacked=2, busy_pods=2)
+    down_at = None
+    for now in range(0, 200, 5):
+        # Two pods stay busy; after the first scale-down a third pod frees up.
+        sample = busy if down_at is None else QueueSample(ready=0, unacked=1, busy_pods=1)
+        decision = decide(COOLDOWN_POLICY, sample, current, memory, float(now))
+        if decision.desired < current:
+            if down_at is None:
+                down_at = now
+            else:
+                assert current - decision.desired == 1
+                assert now - down_at >= 30.0
+                assert decision.desired == 1
+                break
+        memory, current = decision.memory, decision.desired
+    else:
+        raise AssertionError("the idle pod was never removed")
 
 
 def test_unknown_busyness_means_no_scale_down_while_anything_is_in_flight() -> None:
