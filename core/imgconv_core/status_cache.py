@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import redis
@@ -88,6 +89,21 @@ def write_entry(
         keys=[job_key(job_id)], args=[entry, version, ttl, JOB_EVENTS_CHANNEL, str(job_id)]
     )
     return bool(result)
+
+
+def write_entries(
+    client: redis.Redis, entries: Sequence[tuple[uuid.UUID, bytes, int]], ttl: int
+) -> None:
+    """Write many encoded (job id, entry, version) in one round trip, each only if newer."""
+    script = _write_script(client)
+    pipe = client.pipeline(transaction=False)
+    for job_id, entry, version in entries:
+        script(
+            keys=[job_key(job_id)],
+            args=[entry, version, ttl, JOB_EVENTS_CHANNEL, str(job_id)],
+            client=pipe,
+        )
+    pipe.execute()
 
 
 def forget_job(client: redis.Redis, job_id: uuid.UUID) -> None:

@@ -37,6 +37,7 @@ from imgconv_core.storage import BlobStore
 log = logging.getLogger(__name__)
 
 SWEEP_LOCK = 7312002
+HEAL_BATCH = 5000  # jobs re-cached per pass at most; a pass with more goes on in the next
 
 Publisher = Callable[[Sequence[uuid.UUID]], list[uuid.UUID]]
 
@@ -60,7 +61,9 @@ class Sweeper:
     redis: redis.Redis
     publish: Publisher
     queue_depth: Callable[[], int] | None = None
+    heal_batch: int = HEAL_BATCH
     cache_ok_since: datetime | None = None
+    heal_after: uuid.UUID | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def run_once(self) -> SweepReport | None:
@@ -85,22 +88,31 @@ class Sweeper:
             since = self.cache_ok_since or now - timedelta(
                 seconds=3 * settings.sweep_interval_seconds
             )
-            changed = jobs_changed_since(tx, since)
+            changed = jobs_changed_since(tx, since, after=self.heal_after, limit=self.heal_batch)
         report.requeued, report.failed, report.expired = len(requeued), len(failed), len(expired)
         try:
             for job_id in expired:
                 status_cache.forget_job(self.redis, job_id)
-            for job in changed:
-                status_cache.write_job(
-                    self.redis,
-                    job.client_id,
-                    job_view(job),
-                    job.version,
-                    settings.status_cache_ttl_seconds,
-                )
+            status_cache.write_entries(
+                self.redis,
+                [
+                    (
+                        job.id,
+                        status_cache.encode_entry(job.client_id, job_view(job), job.version),
+                        job.version,
+                    )
+                    for job in changed
+                ],
+                settings.status_cache_ttl_seconds,
+            )
             report.recached = len(changed)
-            # Next pass starts a little before this one, so nothing slips between the two.
-            self.cache_ok_since = now - timedelta(seconds=settings.sweep_interval_seconds)
+            if len(changed) == self.heal_batch:
+                # More changed than one pass heals: the next pass goes on after the last one.
+                self.cache_ok_since, self.heal_after = changed[-1].updated_at, changed[-1].id
+            else:
+                # Next pass starts a little before this one, so nothing slips between the two.
+                self.cache_ok_since = now - timedelta(seconds=settings.sweep_interval_seconds)
+                self.heal_after = None
         except redis.RedisError as exc:
             log.warning("status cache unavailable during sweep: %s", exc)
         with transaction(self.sessions) as tx:

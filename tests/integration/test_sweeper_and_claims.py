@@ -232,6 +232,29 @@ def test_sweeper_heals_a_stale_cache_entry(env: Env) -> None:
     assert b'"queued"' in entry.body
 
 
+def test_healing_more_jobs_than_one_pass_takes_goes_on_in_the_next(env: Env) -> None:
+    jobs = [new_job(env) for _ in range(5)]
+    for job in jobs:
+        stale = job_store.job_view(job).model_copy(update={"status": JobStatus.PROCESSING})
+        key = status_cache.job_key(job.id)
+        env.redis.set(key, status_cache.encode_entry(env.client_id, stale, 0))
+    with transaction(env.sessions) as tx:  # one statement: all five share one updated_at
+        tx.execute(
+            update(Job).where(Job.id.in_([j.id for j in jobs])).values(updated_at=func.now())
+        )
+    env.sweeper.heal_batch = 2
+    healed = []
+    for _ in range(3):
+        report = env.sweeper.run_once()
+        assert report is not None
+        healed.append(report.recached)
+    assert healed[:2] == [2, 2]  # two full batches, then the rest
+    for job in jobs:
+        entry = cached(env, job.id)
+        assert entry is not None
+        assert entry.version == job.version
+
+
 def test_only_one_sweeper_runs_at_a_time(env: Env) -> None:
     with env.sessions() as holder:
         assert holder.scalar(select(func.pg_try_advisory_lock(7312002)))

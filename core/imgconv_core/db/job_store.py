@@ -259,10 +259,26 @@ def count_by_status(tx: Session) -> dict[str, int]:
     return counts
 
 
-def jobs_changed_since(tx: Session, since: datetime, *, limit: int = 5000) -> list[Job]:
-    """Jobs changed at or after `since`, oldest change first (the cache reconciler's work)."""
-    return list(
-        tx.scalars(
-            select(Job).where(Job.updated_at >= since).order_by(Job.updated_at).limit(limit)
-        ).all()
+class ChangedJob(StoredJob, Protocol):
+    """A stored job with the time of its last change (the cache healer's cursor)."""
+
+    updated_at: datetime
+
+
+def jobs_changed_since(
+    tx: Session, since: datetime, *, after: uuid.UUID | None = None, limit: int = 5000
+) -> list[ChangedJob]:
+    """Jobs changed at or after `since` (with `after`: past the job `after` changed at
+    `since`), oldest change first: the cache healer's work, as plain rows, not ORM objects."""
+    changed = (
+        Job.updated_at >= since
+        if after is None
+        else tuple_(Job.updated_at, Job.id) > tuple_(since, after)
     )
+    rows = tx.execute(
+        select(*STORED_COLUMNS, Job.updated_at)
+        .where(changed)
+        .order_by(Job.updated_at, Job.id)
+        .limit(limit)
+    ).all()
+    return cast(list[ChangedJob], rows)
