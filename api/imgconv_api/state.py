@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import redis
 import redis.asyncio as aioredis
 from sqlalchemy import Engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import Session, sessionmaker
 
 from imgconv_api.job_events import JobEventHub
@@ -18,7 +19,7 @@ from imgconv_api.publisher import CeleryPublisher
 from imgconv_api.rate_limits import RateLimits
 from imgconv_core import status_cache
 from imgconv_core.db.job_store import StoredJob, job_view
-from imgconv_core.db.session import make_engine, make_session_factory
+from imgconv_core.db.session import make_async_engine, make_engine, make_session_factory
 from imgconv_core.settings import Settings
 from imgconv_core.storage import BlobStore, make_store
 from imgconv_core.sweeper import Sweeper
@@ -32,6 +33,7 @@ class AppState:
     engine: Engine
     sessions: sessionmaker[Session]
     reads: sessionmaker[Session]  # autocommit: one round trip per single-statement read
+    async_reads: AsyncEngine  # autocommit, in the event loop: reads that need no thread
     store: BlobStore
     redis_async: aioredis.Redis
     redis_sync: redis.Redis
@@ -50,6 +52,7 @@ class AppState:
         engine = make_engine(settings)
         sessions = make_session_factory(engine)
         reads = make_session_factory(engine.execution_options(isolation_level="AUTOCOMMIT"))
+        async_reads = make_async_engine(settings).execution_options(isolation_level="AUTOCOMMIT")
         store = make_store(settings)
         url = settings.redis_url
         async_redis = aioredis.Redis.from_url(
@@ -64,6 +67,7 @@ class AppState:
             engine=engine,
             sessions=sessions,
             reads=reads,
+            async_reads=async_reads,
             store=store,
             redis_async=async_redis,
             redis_sync=sync_redis,
@@ -104,6 +108,7 @@ class AppState:
         self.redis_sync.close()
         self.publisher.close()
         self.engine.dispose()
+        await self.async_reads.dispose()
 
     def cache_job(self, job: StoredJob) -> bytes:
         """Write a job's status through to Redis (sync; call from a worker thread); returns

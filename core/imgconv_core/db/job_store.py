@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, cast
 
-from sqlalchemy import delete, func, insert, select, text, tuple_, update
+from sqlalchemy import Select, delete, func, insert, select, text, tuple_, update
 from sqlalchemy.orm import Session
 
 from imgconv_core.db.models import Client, IdempotencyKey, Job
@@ -199,15 +199,15 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         raise InvalidRequest("cursor is not valid; use next_cursor from a previous page") from exc
 
 
-def list_jobs(
-    tx: Session,
+def list_query(
     client_id: uuid.UUID,
     *,
     limit: int,
     cursor: str | None = None,
     status: JobStatus | None = None,
-) -> tuple[list[JobRecord], str | None]:
-    """A page of a client's jobs, newest first (keyset pagination, no OFFSET)."""
+) -> Select[Any]:
+    """A page of a client's jobs, newest first (keyset pagination, no OFFSET): the query for
+    `limit` + 1 rows, so that `page_of` can tell whether there is a next page."""
     # Plain rows of the needed columns: no ORM identity map on the hottest read.
     query = select(*VIEW_COLUMNS).where(Job.client_id == client_id)
     if status is not None:
@@ -215,8 +215,12 @@ def list_jobs(
     if cursor is not None:
         created, job_id = decode_cursor(cursor)
         query = query.where(tuple_(Job.created_at, Job.id) < tuple_(created, job_id))
-    query = query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)
-    jobs = cast(list[JobRecord], list(tx.execute(query).all()))
+    return query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)
+
+
+def page_of(rows: Sequence[Any], limit: int) -> tuple[list[JobRecord], str | None]:
+    """The jobs of a page and the cursor of the next one (None on the last page)."""
+    jobs = cast(list[JobRecord], list(rows))
     next_cursor = encode_cursor(jobs[limit - 1]) if len(jobs) > limit else None
     return jobs[:limit], next_cursor
 
