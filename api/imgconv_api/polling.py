@@ -204,7 +204,8 @@ class PollFastPath:
             headers = [(b"www-authenticate", b"Bearer")] if status == 401 else []
         if body:
             headers.append((b"content-type", b"application/json"))
-        headers.append((b"content-length", str(len(body)).encode()))
+        if status != 304:  # a 304 may only carry the length the 200 would have (RFC 9110 8.6)
+            headers.append((b"content-length", str(len(body)).encode()))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
         self.latency.observe(time.perf_counter() - start)

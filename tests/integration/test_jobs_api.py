@@ -74,6 +74,8 @@ def test_etag_304_and_retry_after(idle_client: ApiClient) -> None:
     assert cached.status_code == 304
     assert cached.content == b""
     assert cached.headers["etag"] == etag
+    # RFC 9110: a 304's Content-Length, if any, is the 200's length; 0 would be wrong.
+    assert cached.headers.get("content-length", str(len(first.content))) == str(len(first.content))
     # A long poll without If-None-Match on an unchanged job answers after `wait`, unchanged.
     waited = idle_client.job(job["id"], wait=1)
     assert waited.status_code == 200
