@@ -269,7 +269,9 @@ def seed_jobs(stack: Stack, client_id: uuid.UUID, total: int) -> None:
                 '{"quality": 80, "max_width": null, "max_height": null, "strip_metadata": true}',
                 250000, 1152, 864, 1, 90000, 1152, 864, ts, ts, ts, ts, ts
             FROM generate_series(1, %s) AS g,
-                 LATERAL (SELECT now() - (g || ' seconds')::interval - interval '1 hour' AS ts) t
+                 -- Half a second apart: 1,000,000 jobs span 6 days, inside the 7-day retention,
+                 -- so the sweeper deletes none of them while the lists are measured.
+                 LATERAL (SELECT now() - make_interval(secs => g * 0.5) - interval '1 hour' AS ts) t
             """,
             (client_id, other, total),
         )

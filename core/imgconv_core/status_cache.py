@@ -108,7 +108,15 @@ def write_entries(
 
 def forget_job(client: redis.Redis, job_id: uuid.UUID) -> None:
     """Drop a deleted job from the cache and wake its long polls."""
+    forget_jobs(client, [job_id])
+
+
+def forget_jobs(client: redis.Redis, job_ids: Sequence[uuid.UUID]) -> None:
+    """Drop deleted jobs from the cache and wake their long polls, in one round trip."""
+    if not job_ids:
+        return
     pipe = client.pipeline(transaction=False)
-    pipe.delete(job_key(job_id))
-    pipe.publish(JOB_EVENTS_CHANNEL, str(job_id))
+    for job_id in job_ids:
+        pipe.delete(job_key(job_id))
+        pipe.publish(JOB_EVENTS_CHANNEL, str(job_id))
     pipe.execute()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ from imgconv_core.storage import BlobStore
 log = logging.getLogger(__name__)
 
 SWEEP_LOCK = 7312002
+EXPIRE_BATCH = 500  # jobs deleted per transaction
 HEAL_BATCH = 5000  # jobs re-cached per pass at most; a pass with more goes on in the next
 
 Publisher = Callable[[Sequence[uuid.UUID]], list[uuid.UUID]]
@@ -62,6 +64,7 @@ class Sweeper:
     publish: Publisher
     queue_depth: Callable[[], int] | None = None
     heal_batch: int = HEAL_BATCH
+    expire_batch: int = EXPIRE_BATCH
     cache_ok_since: datetime | None = None
     heal_after: uuid.UUID | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -84,15 +87,13 @@ class Sweeper:
             now = tx.scalar(select(func.now()))
             assert now is not None
             requeued, failed = requeue_expired(tx, max_attempts=settings.max_attempts)
-            expired = expire_jobs(tx, self.store, retention=timedelta(days=settings.retention_days))
             since = self.cache_ok_since or now - timedelta(
                 seconds=3 * settings.sweep_interval_seconds
             )
             changed = jobs_changed_since(tx, since, after=self.heal_after, limit=self.heal_batch)
+        expired = self._expire()
         report.requeued, report.failed, report.expired = len(requeued), len(failed), len(expired)
         try:
-            for job_id in expired:
-                status_cache.forget_job(self.redis, job_id)
             status_cache.write_entries(
                 self.redis,
                 [
@@ -105,6 +106,7 @@ class Sweeper:
                 ],
                 settings.status_cache_ttl_seconds,
             )
+            status_cache.forget_jobs(self.redis, expired)  # after: a deleted job stays gone
             report.recached = len(changed)
             if len(changed) == self.heal_batch:
                 # More changed than one pass heals: the next pass goes on after the last one.
@@ -125,6 +127,19 @@ class Sweeper:
                     mark_enqueued(tx, published, again=True)
             report.republished = len(published)
         return report
+
+    def _expire(self) -> list[uuid.UUID]:
+        """Delete jobs past retention in batches (one transaction each) until none is left or
+        half a sweep interval is used, so deletion keeps up with any sustained upload rate."""
+        retention = timedelta(days=self.settings.retention_days)
+        budget_ends = time.monotonic() + self.settings.sweep_interval_seconds / 2
+        expired: list[uuid.UUID] = []
+        while True:
+            with transaction(self.sessions) as tx:
+                batch = expire_jobs(tx, self.store, retention=retention, limit=self.expire_batch)
+            expired += batch
+            if len(batch) < self.expire_batch or time.monotonic() >= budget_ends:
+                return expired
 
     def _lost_messages(self) -> list[uuid.UUID]:
         """Queued jobs whose messages are gone: only looked for while the queue is empty."""

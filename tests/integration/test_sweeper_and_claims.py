@@ -218,6 +218,19 @@ def test_retention_deletes_old_jobs_with_their_images(env: Env) -> None:
     assert env.redis.get(status_cache.job_key(old.id)) is None
 
 
+def test_retention_keeps_up_with_more_than_one_batch_per_pass(env: Env) -> None:
+    old = [new_job(env).id for _ in range(5)]
+    with transaction(env.sessions) as tx:
+        tx.execute(
+            update(Job).where(Job.id.in_(old)).values(created_at=func.now() - timedelta(days=8))
+        )
+    env.sweeper.expire_batch = 2
+    report = env.sweeper.run_once()
+    assert report is not None
+    assert report.expired == 5  # three batches in one pass, not two jobs per pass
+    assert all(load(env, job_id) is None for job_id in old)
+
+
 def test_sweeper_heals_a_stale_cache_entry(env: Env) -> None:
     job = new_job(env)
     view = job_store.job_view(job)
