@@ -210,8 +210,8 @@ async def list_jobs(
     """This client's jobs, newest first; pass `next_cursor` back as `cursor` for the next page."""
 
     query = job_store.list_query(client_id, limit=limit, cursor=cursor, status=status)
-    # In the event loop (async psycopg): a page is one short indexed read, and with no thread
-    # per request concurrent clients do not queue behind one another for the GIL.
+    # In the event loop (async psycopg): a page is one short indexed read, so it needs no thread
+    # hop, and concurrent pages interleave on the loop instead of trading the GIL between threads.
     async with state.async_reads.connect() as conn:
         rows = (await conn.execute(query)).all()
     jobs, next_cursor = job_store.page_of(rows, limit)
