@@ -56,34 +56,31 @@ class OutboxRelay:
 
     def _run(self) -> None:
         unmarked: list[uuid.UUID] = []
-        mark_deadline = 0.0
-        while True:
-            timeout = max(0.0, mark_deadline - time.monotonic()) if unmarked else None
-            try:
-                first = self._queue.get(timeout=timeout)
-            except queue.Empty:
-                first = []
-            stopping = first is None
-            batch = list(first or [])
-            # Whatever else is already waiting goes out with it.
-            while not stopping:
-                try:
-                    more = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    stopping = True
-                else:
-                    batch.extend(more)
+        mark_by = 0.0
+        stopping = False
+        while not stopping:
+            wait = max(0.0, mark_by - time.monotonic()) if unmarked else None
+            batch, stopping = self._take(wait)
             if batch:
                 if not unmarked:
-                    mark_deadline = time.monotonic() + MARK_WINDOW
-                unmarked.extend(self._publish_batch(batch))
-            if unmarked and (stopping or time.monotonic() >= mark_deadline):
+                    mark_by = time.monotonic() + MARK_WINDOW
+                unmarked += self._publish_batch(batch)
+            if unmarked and (stopping or time.monotonic() >= mark_by):
                 self._mark(unmarked)
                 unmarked = []
-            if stopping:
-                return
+
+    def _take(self, wait: float | None) -> tuple[list[uuid.UUID], bool]:
+        """Everything queued, waiting up to `wait` seconds for the first ids (None: for ever),
+        and whether `close()` was called."""
+        batch: list[uuid.UUID] = []
+        try:
+            item = self._queue.get(timeout=wait)
+            while item is not None:
+                batch.extend(item)
+                item = self._queue.get_nowait()
+        except queue.Empty:
+            return batch, False
+        return batch, True
 
     def _publish_batch(self, batch: list[uuid.UUID]) -> list[uuid.UUID]:
         try:
