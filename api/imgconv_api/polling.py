@@ -81,7 +81,7 @@ def _status_from_db(state: AppState, job_id: uuid.UUID, refill: bool) -> CachedJ
                     nx=True,
                 )
         return None
-    entry = status_cache.encode_entry(job.client_id, job_store.job_view(job), job.version)
+    entry = job_store.cache_entry(job)
     if refill:
         with contextlib.suppress(RedisError):
             status_cache.write_entry(

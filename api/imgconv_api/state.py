@@ -18,7 +18,7 @@ from imgconv_api.outbox_relay import OutboxRelay
 from imgconv_api.publisher import CeleryPublisher
 from imgconv_api.rate_limits import RateLimits
 from imgconv_core import status_cache
-from imgconv_core.db.job_store import StoredJob, job_view
+from imgconv_core.db.job_store import StoredJob, cache_entry
 from imgconv_core.db.session import make_async_engine, make_engine, make_session_factory
 from imgconv_core.settings import Settings
 from imgconv_core.storage import BlobStore, make_store
@@ -113,7 +113,7 @@ class AppState:
     def cache_job(self, job: StoredJob) -> bytes:
         """Write a job's status through to Redis (sync; call from a worker thread); returns
         the job's JSON, the same bytes a poll answers with."""
-        entry = status_cache.encode_entry(job.client_id, job_view(job), job.version)
+        entry = cache_entry(job)
         try:
             status_cache.write_entry(
                 self.redis_sync, job.id, entry, job.version, self.settings.status_cache_ttl_seconds

@@ -14,7 +14,7 @@ import redis
 from sqlalchemy.orm import Session, sessionmaker
 
 from imgconv_core import status_cache
-from imgconv_core.db.job_store import job_view
+from imgconv_core.db.job_store import cache_entry
 from imgconv_core.db.models import Job
 from imgconv_core.db.session import transaction
 from imgconv_core.errors import ImgconvError
@@ -67,12 +67,8 @@ class ConversionReport:
 def publish_status(ctx: WorkerContext, job: Job) -> None:
     """Write a job's new status through to Redis; the DB stays right if Redis is down."""
     try:
-        status_cache.write_job(
-            ctx.redis,
-            job.client_id,
-            job_view(job),
-            job.version,
-            ctx.settings.status_cache_ttl_seconds,
+        status_cache.write_entry(
+            ctx.redis, job.id, cache_entry(job), job.version, ctx.settings.status_cache_ttl_seconds
         )
     except redis.RedisError as exc:
         log.warning("status cache write failed for job %s: %s", job.id, exc)

@@ -70,11 +70,6 @@ def decode_entry(raw: bytes) -> CachedJob | None:
     return CachedJob(owner.decode(), int(version), terminal == b"1", body)
 
 
-def write_job(client: redis.Redis, owner: uuid.UUID, view: JobView, version: int, ttl: int) -> bool:
-    """Write a job's status through to Redis and wake its long polls (sync, for workers)."""
-    return write_entry(client, view.id, encode_entry(owner, view, version), version, ttl)
-
-
 @functools.lru_cache(maxsize=32)
 def _write_script(client: redis.Redis) -> Script:
     # A Script runs by its SHA (EVALSHA) and loads itself once per server.

@@ -24,7 +24,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from imgconv_core import status_cache
-from imgconv_core.db.job_store import job_view, jobs_changed_since, mark_enqueued
+from imgconv_core.db.job_store import cache_entry, jobs_changed_since, mark_enqueued
 from imgconv_core.db.session import transaction
 from imgconv_core.processing import (
     expire_jobs,
@@ -96,14 +96,7 @@ class Sweeper:
         try:
             status_cache.write_entries(
                 self.redis,
-                [
-                    (
-                        job.id,
-                        status_cache.encode_entry(job.client_id, job_view(job), job.version),
-                        job.version,
-                    )
-                    for job in changed
-                ],
+                [(job.id, cache_entry(job), job.version) for job in changed],
                 settings.status_cache_ttl_seconds,
             )
             status_cache.forget_jobs(self.redis, expired)  # after: a deleted job stays gone

@@ -13,6 +13,7 @@ from typing import Any, Protocol, cast
 from sqlalchemy import Select, delete, func, insert, select, text, tuple_, update
 from sqlalchemy.orm import Session
 
+from imgconv_core import status_cache
 from imgconv_core.db.models import Client, IdempotencyKey, Job
 from imgconv_core.errors import InvalidRequest
 from imgconv_core.jobs import JobError, JobStatus, JobView, job_links
@@ -46,6 +47,16 @@ class JobRecord(Protocol):
 VIEW_COLUMNS = [getattr(Job, name) for name in JobRecord.__annotations__]
 
 
+class StoredJob(JobRecord, Protocol):
+    """A job as the API caches it: its view plus the owner and version (a Job, or a row)."""
+
+    client_id: uuid.UUID
+    version: int
+
+
+STORED_COLUMNS = [*VIEW_COLUMNS, Job.client_id, Job.version]
+
+
 def job_view(job: JobRecord) -> JobView:
     """The public representation of a job row."""
     error = None
@@ -73,6 +84,11 @@ def job_view(job: JobRecord) -> JobView:
     )
 
 
+def cache_entry(job: StoredJob) -> bytes:
+    """The job's status cache entry: its view, owner and version, encoded once."""
+    return status_cache.encode_entry(job.client_id, job_view(job), job.version)
+
+
 def create_client(tx: Session, issued: IssuedToken) -> None:
     """Record a new anonymous client (only its token's hash)."""
     tx.add(Client(id=issued.client_id, token_hash=issued.token_hash))
@@ -93,14 +109,6 @@ class NewJob:
     id: uuid.UUID
 
 
-class StoredJob(JobRecord, Protocol):
-    """A job as the API caches it: its view plus the owner and version (a Job, or a row)."""
-
-    client_id: uuid.UUID
-    version: int
-
-
-STORED_COLUMNS = [*VIEW_COLUMNS, Job.client_id, Job.version]
 # Built once: a plain Core INSERT keeps its compiled form cached (the ORM unit of work costs
 # twice the CPU on the upload path). Several files go in one multi-row statement.
 _INSERT_JOBS = insert(Job).returning(*STORED_COLUMNS, sort_by_parameter_order=True)
