@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
@@ -126,15 +127,12 @@ def complete_job(
             Job.claimed_by == me,
         )
         .values(
-            status=JobStatus.COMPLETED.value,
-            version=Job.version + 1,
-            result_bytes=len(result.data),
-            width=result.width,
-            height=result.height,
-            finished_at=func.now(),
-            updated_at=func.now(),
-            claimed_by=None,
-            lease_expires_at=None,
+            moved_to(
+                JobStatus.COMPLETED,
+                result_bytes=len(result.data),
+                width=result.width,
+                height=result.height,
+            )
         )
         .returning(Job)
         .execution_options(populate_existing=True)
@@ -166,18 +164,27 @@ def fail_job(tx: Session, job_id: uuid.UUID, me: str | None, code: str, message:
     return _fail(tx, job, code, message)
 
 
+def moved_to(status: JobStatus, **columns: Any) -> dict[str, Any]:
+    """UPDATE values that move a job to `status`: a new version (the poll ETag), nobody's claim,
+    and `finished_at` when the status is terminal; `columns` add to them."""
+    values: dict[str, Any] = {
+        "status": status.value,
+        "version": Job.version + 1,
+        "updated_at": func.now(),
+        "claimed_by": None,
+        "lease_expires_at": None,
+    }
+    if status.is_terminal:
+        values["finished_at"] = func.now()
+    return values | columns
+
+
 def release_job(tx: Session, job_id: uuid.UUID, me: str) -> Job | None:
     """Give a claimed job back to the queue (before a retry of a transient error)."""
     return tx.scalars(
         update(Job)
         .where(Job.id == job_id, Job.status == JobStatus.PROCESSING.value, Job.claimed_by == me)
-        .values(
-            status=JobStatus.QUEUED.value,
-            version=Job.version + 1,
-            claimed_by=None,
-            lease_expires_at=None,
-            updated_at=func.now(),
-        )
+        .values(moved_to(JobStatus.QUEUED))
         .returning(Job)
         .execution_options(populate_existing=True)
     ).one_or_none()

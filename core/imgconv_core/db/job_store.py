@@ -17,6 +17,7 @@ from imgconv_core import status_cache
 from imgconv_core.db.models import Client, IdempotencyKey, Job
 from imgconv_core.errors import InvalidRequest
 from imgconv_core.jobs import JobError, JobStatus, JobView, job_links
+from imgconv_core.processing import moved_to
 from imgconv_core.storage import BlobStore, blob_key
 from imgconv_core.tokens import IssuedToken
 
@@ -238,14 +239,7 @@ def cancel_job(tx: Session, store: BlobStore, job: Job) -> Job:
     row = tx.execute(
         update(Job)
         .where(Job.id == job.id, Job.status.in_([JobStatus.QUEUED, JobStatus.PROCESSING]))
-        .values(
-            status=JobStatus.CANCELED.value,
-            version=Job.version + 1,
-            finished_at=func.now(),
-            updated_at=func.now(),
-            claimed_by=None,
-            lease_expires_at=None,
-        )
+        .values(moved_to(JobStatus.CANCELED))
         .returning(Job)
         .execution_options(populate_existing=True)
     ).scalar_one_or_none()
