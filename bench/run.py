@@ -34,7 +34,6 @@ from imgconv_core.settings import LOCAL_SECRET
 from imgconv_core.tokens import verify_token
 from tests.support.client import ApiClient
 from tests.support.services import (
-    BIN,
     REDIS_HOST,
     REDIS_PORT,
     Process,
@@ -48,6 +47,7 @@ from tests.support.services import (
     spawn,
     start_api,
     start_worker,
+    uvicorn_command,
     wait_until,
 )
 
@@ -88,18 +88,7 @@ def start_bare(stack: Stack, key: str, workers: int = 1) -> tuple[Process, str]:
     port = free_port()
     proc = spawn(
         "bare",
-        [
-            str(BIN / "uvicorn"),
-            "bench.bare_asgi:app",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-            "--no-access-log",
-            "--no-proxy-headers",
-            "--workers",
-            str(workers),
-        ],
+        uvicorn_command("bench.bare_asgi:app", port, workers),
         {**os.environ, "BENCH_REDIS_URL": stack.redis_url, "BENCH_KEY": key},
         stack.log_dir,
     )

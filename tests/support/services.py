@@ -158,27 +158,31 @@ class Stack:
         return env
 
 
+def uvicorn_command(app: str, port: int, workers: int = 1) -> list[str]:
+    """uvicorn as tests and benchmarks run it: local only, quiet, no access log or proxy headers."""
+    return [
+        str(BIN / "uvicorn"),
+        app,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+        "--no-access-log",
+        "--no-proxy-headers",
+        "--workers",
+        str(workers),
+    ]
+
+
 def start_api(stack: Stack, workers: int = 1, **extra: str) -> tuple[Process, str]:
     """Run uvicorn with the app factory (`workers` processes); returns the process and its
     base URL once ready."""
     port = free_port()
     proc = spawn(
         "api",
-        [
-            str(BIN / "uvicorn"),
-            "imgconv_api.main:create_app",
-            "--factory",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-            "--no-access-log",
-            "--no-proxy-headers",
-            "--workers",
-            str(workers),
-        ],
+        [*uvicorn_command("imgconv_api.main:create_app", port, workers), "--factory"],
         stack.env(**extra),
         stack.log_dir,
     )
