@@ -202,12 +202,23 @@ def test_job_of_a_vanished_worker_is_requeued_then_failed(env: Env) -> None:
     assert b'"failed"' in entry.body  # the cache learned it too
 
 
-def test_retention_deletes_old_jobs_with_their_images(env: Env) -> None:
-    old, fresh = new_job(env), new_job(env)
+def past_retention(env: Env, job_ids: list[uuid.UUID]) -> None:
+    """Make jobs older than the 7-day retention."""
     with transaction(env.sessions) as tx:
         tx.execute(
-            update(Job).where(Job.id == old.id).values(created_at=func.now() - timedelta(days=8))
+            update(Job).where(Job.id.in_(job_ids)).values(created_at=func.now() - timedelta(days=8))
         )
+
+
+def cache_stale(env: Env, job: job_store.StoredJob) -> None:
+    """Put an older status of `job` in the cache (version 0, `processing`)."""
+    stale = job_store.job_view(job).model_copy(update={"status": JobStatus.PROCESSING})
+    env.redis.set(status_cache.job_key(job.id), status_cache.encode_entry(env.client_id, stale, 0))
+
+
+def test_retention_deletes_old_jobs_with_their_images(env: Env) -> None:
+    old, fresh = new_job(env), new_job(env)
+    past_retention(env, [old.id])
     env.sweeper.run_once()
     assert load(env, old.id) is None
     assert load(env, fresh.id) is not None
@@ -220,10 +231,7 @@ def test_retention_deletes_old_jobs_with_their_images(env: Env) -> None:
 
 def test_retention_keeps_up_with_more_than_one_batch_per_pass(env: Env) -> None:
     old = [new_job(env).id for _ in range(5)]
-    with transaction(env.sessions) as tx:
-        tx.execute(
-            update(Job).where(Job.id.in_(old)).values(created_at=func.now() - timedelta(days=8))
-        )
+    past_retention(env, old)
     env.sweeper.expire_batch = 2
     report = env.sweeper.run_once()
     assert report is not None
@@ -233,9 +241,7 @@ def test_retention_keeps_up_with_more_than_one_batch_per_pass(env: Env) -> None:
 
 def test_sweeper_heals_a_stale_cache_entry(env: Env) -> None:
     job = new_job(env)
-    view = job_store.job_view(job)
-    stale = view.model_copy(update={"status": JobStatus.PROCESSING})
-    env.redis.set(status_cache.job_key(job.id), status_cache.encode_entry(env.client_id, stale, 0))
+    cache_stale(env, job)
     with transaction(env.sessions) as tx:
         tx.execute(update(Job).where(Job.id == job.id).values(updated_at=func.now()))
     env.sweeper.run_once()
@@ -248,9 +254,7 @@ def test_sweeper_heals_a_stale_cache_entry(env: Env) -> None:
 def test_healing_more_jobs_than_one_pass_takes_goes_on_in_the_next(env: Env) -> None:
     jobs = [new_job(env) for _ in range(5)]
     for job in jobs:
-        stale = job_store.job_view(job).model_copy(update={"status": JobStatus.PROCESSING})
-        key = status_cache.job_key(job.id)
-        env.redis.set(key, status_cache.encode_entry(env.client_id, stale, 0))
+        cache_stale(env, job)
     with transaction(env.sessions) as tx:  # one statement: all five share one updated_at
         tx.execute(
             update(Job).where(Job.id.in_([j.id for j in jobs])).values(updated_at=func.now())
