@@ -125,20 +125,12 @@ def bench_polls(stack: Stack, api: str, client: ApiClient, job_id: str) -> list[
     poll_url = f"{api}/api/v1/jobs/{job_id}"
     etag = client.job(job_id).headers["etag"]
     try:
-        wrk(poll_url, connections=50, seconds=3, headers=auth)  # warm-up
-        # Interleave ours and the reference so machine noise hits both alike.
-        ours_runs, bare_runs = [], []
-        for _ in range(2):
-            ours_runs.append(wrk(poll_url, connections=50, headers=auth))
-            bare_runs.append(wrk(bare_url, connections=50))
-        ours = max(ours_runs, key=lambda r: r.requests_per_s)
-        bare = max(bare_runs, key=lambda r: r.requests_per_s)
-        not_modified = max(
-            (
+        ours, bare = _against_bare(poll_url, auth, bare_url)
+        not_modified = _fastest(
+            [
                 wrk(poll_url, connections=50, headers={**auth, "If-None-Match": etag})
                 for _ in range(2)
-            ),
-            key=lambda r: r.requests_per_s,
+            ]
         )
         unknown = wrk(
             f"{api}/", connections=50, headers=auth, lua=RANDOM_UUID_PATH % "/api/v1/jobs/"
@@ -161,20 +153,7 @@ def bench_polls(stack: Stack, api: str, client: ApiClient, job_id: str) -> list[
     for result in (ours, not_modified, unknown):
         assert result.non_2xx_3xx == 0 or result is unknown, result
     return [
-        row(
-            "cached status poll, 50 conns",
-            fmt(ours),
-            f"bare ASGI+Redis GET: {fmt(bare)}",
-            ours.requests_per_s / bare.requests_per_s,
-            ">= 0.80 of bare, p99 <= 25 ms",
-        ),
-        row(
-            "cached status poll vs seed",
-            f"{ours.requests_per_s:,.0f} req/s",
-            f"seed: {SEED['poll_rps']:,.0f} req/s (p99 {SEED['poll_p99_ms']:.0f} ms)",
-            ours.requests_per_s / SEED["poll_rps"],
-            ">= 5x",
-        ),
+        *_cached_poll_rows("", ours, bare),
         row(
             "304 Not Modified poll, 50 conns",
             fmt(not_modified),
@@ -208,28 +187,42 @@ def bench_polls_per_core(stack: Stack, client: ApiClient, job_id: str) -> list[R
     auth = {"Authorization": f"Bearer {client.token}"}
     poll_url = f"{api}/api/v1/jobs/{job_id}"
     try:
-        wait_until(lambda: _up(bare_url), 20, "bare ASGI app did not start", bare_proc)
-        wrk(poll_url, connections=50, seconds=3, headers=auth)  # warm-up
-        ours_runs, bare_runs = [], []
-        for _ in range(2):
-            ours_runs.append(wrk(poll_url, connections=50, headers=auth))
-            bare_runs.append(wrk(bare_url, connections=50))
+        ours, bare = _against_bare(poll_url, auth, bare_url)
     finally:
         api_proc.stop()
         bare_proc.stop()
-    ours = max(ours_runs, key=lambda r: r.requests_per_s)
-    bare = max(bare_runs, key=lambda r: r.requests_per_s)
     assert ours.non_2xx_3xx == 0, ours
+    return _cached_poll_rows(f", {workers} processes", ours, bare)
+
+
+def _against_bare(
+    poll_url: str, auth: dict[str, str], bare_url: str
+) -> tuple[LoadResult, LoadResult]:
+    """Cached polls and the bare reference, interleaved so machine noise hits both alike; the
+    best of two rounds each (noise only slows)."""
+    wrk(poll_url, connections=50, seconds=3, headers=auth)  # warm-up
+    ours_runs, bare_runs = [], []
+    for _ in range(2):
+        ours_runs.append(wrk(poll_url, connections=50, headers=auth))
+        bare_runs.append(wrk(bare_url, connections=50))
+    return _fastest(ours_runs), _fastest(bare_runs)
+
+
+def _fastest(runs: list[LoadResult]) -> LoadResult:
+    return max(runs, key=lambda r: r.requests_per_s)
+
+
+def _cached_poll_rows(processes: str, ours: LoadResult, bare: LoadResult) -> list[Row]:
     return [
         row(
-            f"cached status poll, 50 conns, {workers} API processes",
+            f"cached status poll, 50 conns{processes}",
             fmt(ours),
-            f"bare ASGI+Redis GET, {workers} processes: {fmt(bare)}",
+            f"bare ASGI+Redis GET{processes}: {fmt(bare)}",
             ours.requests_per_s / bare.requests_per_s,
             ">= 0.80 of bare, p99 <= 25 ms",
         ),
         row(
-            f"cached status poll vs seed, {workers} API processes",
+            f"cached status poll vs seed{processes}",
             f"{ours.requests_per_s:,.0f} req/s",
             f"seed: {SEED['poll_rps']:,.0f} req/s (p99 {SEED['poll_p99_ms']:.0f} ms)",
             ours.requests_per_s / SEED["poll_rps"],
