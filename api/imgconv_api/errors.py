@@ -1,4 +1,8 @@
-"""The one place where errors become HTTP responses: `{"error": {"code", "message", "details"}}`."""
+"""The one place where errors become HTTP responses: `{"error": {"code", "message", "details"}}`.
+
+Domain errors (core) carry a code and a message; their HTTP status and headers are chosen here,
+for FastAPI's handlers and for the poll fast path alike.
+"""
 
 from __future__ import annotations
 
@@ -12,9 +16,57 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from imgconv_core.errors import ImgconvError, RateLimited
+from imgconv_core.errors import (
+    Busy,
+    ConversionFailed,
+    EmptyFile,
+    FileTooLarge,
+    IdempotencyConflict,
+    ImageDecodeError,
+    ImageGone,
+    ImageTooLarge,
+    ImgconvError,
+    InvalidFiles,
+    InvalidRequest,
+    JobNotCompleted,
+    JobNotFound,
+    NotAnImage,
+    RateLimited,
+    RequestTimeout,
+    TooManyFiles,
+    TooManyFrames,
+    Unauthorized,
+    UnsupportedFormat,
+    UnsupportedSourceFormat,
+    UploadGone,
+)
 
 log = logging.getLogger(__name__)
+
+# Every domain error's status (a unit test checks that none is missing).
+STATUSES: Mapping[type[ImgconvError], int] = {
+    InvalidRequest: 422,
+    UnsupportedFormat: 422,
+    EmptyFile: 422,
+    InvalidFiles: 422,  # unless every bad file has the same status: see `status_of`
+    ImageDecodeError: 422,
+    NotAnImage: 415,
+    UnsupportedSourceFormat: 415,
+    ImageTooLarge: 413,
+    TooManyFrames: 413,
+    FileTooLarge: 413,
+    TooManyFiles: 413,
+    RequestTimeout: 408,
+    Unauthorized: 401,
+    JobNotFound: 404,
+    JobNotCompleted: 409,
+    IdempotencyConflict: 409,
+    ImageGone: 410,
+    UploadGone: 410,
+    RateLimited: 429,
+    Busy: 503,
+    ConversionFailed: 500,
+}
 
 _HTTP_CODES = {
     400: "bad_request",
@@ -30,11 +82,41 @@ _HTTP_CODES = {
 }
 
 
+def status_of(exc: ImgconvError) -> int:
+    """The HTTP status of a domain error."""
+    if isinstance(exc, InvalidFiles):
+        # One kind of problem keeps its own status (415 not an image, 413 too large...).
+        statuses = {status_of(cause) for cause in exc.causes}
+        return statuses.pop() if len(statuses) == 1 else STATUSES[InvalidFiles]
+    for cls in type(exc).__mro__:
+        status = STATUSES.get(cls)
+        if status is not None:
+            return status
+    return 500
+
+
+def headers_of(exc: ImgconvError) -> dict[str, str]:
+    """The HTTP headers a domain error's answer carries."""
+    if isinstance(exc, RateLimited | Busy):
+        return {"Retry-After": str(exc.retry_after)}
+    if isinstance(exc, Unauthorized):
+        return {"WWW-Authenticate": "Bearer"}
+    if isinstance(exc, RequestTimeout):
+        # The rest of a slow body is not read: the connection cannot carry another request.
+        return {"Connection": "close"}
+    return {}
+
+
 def error_body(code: str, message: str, details: Any = None) -> bytes:
     """The JSON error body, serialized (for raw ASGI responses)."""
     return json.dumps(
         {"error": {"code": code, "message": message, "details": details}}, separators=(",", ":")
     ).encode()
+
+
+def domain_error_body(exc: ImgconvError) -> bytes:
+    """The JSON body of a domain error's answer."""
+    return error_body(exc.code, exc.message, exc.details)
 
 
 def error_response(
@@ -51,10 +133,7 @@ def error_response(
 
 async def _domain_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ImgconvError)
-    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimited) else None
-    if exc.status_hint == 401:
-        headers = {"WWW-Authenticate": "Bearer"}
-    return error_response(exc.status_hint, exc.code, exc.message, exc.details, headers)
+    return error_response(status_of(exc), exc.code, exc.message, exc.details, headers_of(exc))
 
 
 async def _validation_error(_: Request, exc: Exception) -> JSONResponse:

@@ -14,10 +14,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from imgconv_api.errors import install_error_handlers
 from imgconv_api.metrics import MetricsMiddleware
+from imgconv_api.openapi import document_settings
+from imgconv_api.paths import API_PREFIX
 from imgconv_api.polling import PollFastPath
 from imgconv_api.routes import health, jobs, stats, tokens
 from imgconv_api.state import AppState
-from imgconv_core.jobs import API_PREFIX
 from imgconv_core.settings import Settings, get_settings
 
 
@@ -62,6 +63,7 @@ def create_app(settings: Settings | None = None, *, run_sweeper: bool = True) ->
     for router in (tokens.router, jobs.router, stats.router):
         app.include_router(router, prefix=API_PREFIX)
     app.include_router(health.router)
+    document_settings(app, settings)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -20,17 +20,15 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from imgconv_api import metrics
-from imgconv_api.errors import error_body
+from imgconv_api.errors import domain_error_body, headers_of, status_of
+from imgconv_api.paths import API_PREFIX, with_links
 from imgconv_api.state import AppState
 from imgconv_core import status_cache
 from imgconv_core.db import job_store
-from imgconv_core.errors import ImgconvError, JobNotFound, Unauthorized
+from imgconv_core.errors import ImgconvError, InvalidRequest, JobNotFound, Unauthorized
 from imgconv_core.job_ids import job_id_belongs
-from imgconv_core.jobs import API_PREFIX
 from imgconv_core.status_cache import CachedJob
 from imgconv_core.tokens import verify_token
-
-MAX_WAIT = 30.0
 
 
 @dataclass(frozen=True)
@@ -50,7 +48,8 @@ def client_of(state: AppState, authorization: str | None) -> uuid.UUID:
     if not authorization:
         raise Unauthorized("send 'Authorization: Bearer <token>' (from POST /api/v1/tokens)")
     scheme, _, token = authorization.partition(" ")
-    client_id = _verified(state.secret, token.strip()) if scheme.lower() == "bearer" else None
+    secret = state.services.secret
+    client_id = _verified(secret, token.strip()) if scheme.lower() == "bearer" else None
     if client_id is None:
         raise Unauthorized("the bearer token is not valid")
     return client_id
@@ -59,7 +58,7 @@ def client_of(state: AppState, authorization: str | None) -> uuid.UUID:
 async def read_status(state: AppState, job_id: uuid.UUID) -> CachedJob | None:
     """The job's cached status; on a miss or with Redis down, Postgres answers (and refills)."""
     try:
-        raw = await state.redis_async.get(status_cache.job_key(job_id))
+        raw = await state.redis.get(status_cache.job_key(job_id))
     except (RedisError, OSError):
         return await run_in_threadpool(_status_from_db, state, job_id, False)
     if raw is None:
@@ -68,13 +67,13 @@ async def read_status(state: AppState, job_id: uuid.UUID) -> CachedJob | None:
 
 
 def _status_from_db(state: AppState, job_id: uuid.UUID, refill: bool) -> CachedJob | None:
-    with state.reads() as tx:
+    with state.services.reads() as tx:
         job = job_store.get_job(tx, job_id)
     if job is None:
         if refill:
             # Remember the miss briefly: unknown ids must not cost a query each time.
             with contextlib.suppress(RedisError):
-                state.redis_sync.set(
+                state.services.redis.set(
                     status_cache.job_key(job_id),
                     status_cache.UNKNOWN,
                     ex=state.settings.unknown_job_cache_seconds,
@@ -85,7 +84,7 @@ def _status_from_db(state: AppState, job_id: uuid.UUID, refill: bool) -> CachedJ
     if refill:
         with contextlib.suppress(RedisError):
             status_cache.write_entry(
-                state.redis_sync,
+                state.services.redis,
                 job.id,
                 entry,
                 job.version,
@@ -124,19 +123,24 @@ async def answer_poll(
     wait: float,
     if_none_match: str | None,
 ) -> PollAnswer:
-    """The answer to `GET /api/v1/jobs/{id}` (raises domain errors for 401/404)."""
+    """The answer to `GET /api/v1/jobs/{id}` (raises domain errors for 401/404/422)."""
     client_id = client_of(state, authorization)
     owner = client_id.hex
     try:
         job_id = uuid.UUID(raw_job_id)
     except ValueError:
         raise JobNotFound("no such job") from None
-    if not _belongs(state.secret, client_id, job_id):
+    longest = state.settings.long_poll_max_seconds
+    if wait > longest:
+        raise InvalidRequest(
+            f"wait is at most {longest} seconds",
+            details=[{"field": "wait", "message": f"at most {longest}"}],
+        )
+    if not _belongs(state.services.secret, client_id, job_id):
         raise JobNotFound("no such job")  # random, forged or another client's id: no I/O
     entry = await read_status(state, job_id)
     if entry is None or entry.owner != owner:
         raise JobNotFound("no such job")
-    wait = min(wait, state.settings.long_poll_max_seconds)
     if wait > 0 and not entry.terminal and if_none_match in (None, entry.etag):
         entry = await _wait_for_change(state, job_id, entry, wait)
         if entry is None or entry.owner != owner:
@@ -146,7 +150,7 @@ async def answer_poll(
         headers["retry-after"] = str(state.settings.poll_retry_after_seconds)
     if if_none_match == entry.etag:
         return PollAnswer(304, headers, b"")
-    return PollAnswer(200, headers, entry.body)
+    return PollAnswer(200, headers, with_links(entry.body, job_id))
 
 
 POLL_ROUTE = f"{API_PREFIX}/jobs/{{job_id}}"
@@ -176,6 +180,7 @@ class PollFastPath:
         ):
             await self.app(scope, receive, send)
             return
+        state = self.get_state()
         wait = 0.0
         if scope["query_string"]:
             try:
@@ -183,7 +188,7 @@ class PollFastPath:
                 wait = float(params.pop("wait", 0))
             except (ValueError, UnicodeDecodeError):
                 params = {"invalid": ""}
-            if params or not 0 <= wait <= MAX_WAIT:
+            if params or not 0 <= wait <= state.settings.long_poll_max_seconds:
                 await self.app(scope, receive, send)  # FastAPI validates and explains
                 return
         start = time.perf_counter()
@@ -195,13 +200,13 @@ class PollFastPath:
                 if_none_match = value.decode("latin-1")
         try:
             answer = await answer_poll(
-                self.get_state(), authorization, path[len(_PREFIX) :], wait, if_none_match
+                state, authorization, path[len(_PREFIX) :], wait, if_none_match
             )
             status, body = answer.status, answer.body
             headers = [(k.encode(), v.encode()) for k, v in answer.headers.items()]
         except ImgconvError as exc:
-            status, body = exc.status_hint, error_body(exc.code, exc.message, exc.details)
-            headers = [(b"www-authenticate", b"Bearer")] if status == 401 else []
+            status, body = status_of(exc), domain_error_body(exc)
+            headers = [(k.lower().encode(), v.encode()) for k, v in headers_of(exc).items()]
         if body:
             headers.append((b"content-type", b"application/json"))
         if status != 304:  # a 304 may only carry the length the 200 would have (RFC 9110 8.6)

@@ -2,48 +2,49 @@
 
 from __future__ import annotations
 
-import logging
 import threading
-import uuid
 from dataclasses import dataclass, field
 
 import redis
 import redis.asyncio as aioredis
 from sqlalchemy import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlalchemy.orm import Session, sessionmaker
 
 from imgconv_api.job_events import JobEventHub
 from imgconv_api.outbox_relay import OutboxRelay
 from imgconv_api.publisher import CeleryPublisher
 from imgconv_api.rate_limits import RateLimits
-from imgconv_core import status_cache
-from imgconv_core.db.job_store import StoredJob, cache_entry
+from imgconv_api.uploads import UploadBudget
 from imgconv_core.db.session import make_async_engine, make_engine, make_session_factory
+from imgconv_core.services import ServiceContext
 from imgconv_core.settings import Settings
-from imgconv_core.storage import BlobStore, make_store
+from imgconv_core.storage import make_store
 from imgconv_core.sweeper import Sweeper
 
-log = logging.getLogger(__name__)
+
+@dataclass
+class Background:
+    """What runs beside the requests and what `AppState.close` releases."""
+
+    engine: Engine
+    outbox: OutboxRelay
+    sweeper: Sweeper | None
+    sweeper_thread: threading.Thread | None
 
 
 @dataclass
 class AppState:
+    """What requests use: the core services' context, and what the HTTP side adds to it."""
+
     settings: Settings
-    engine: Engine
-    sessions: sessionmaker[Session]
-    reads: sessionmaker[Session]  # autocommit: one round trip per single-statement read
+    services: ServiceContext
+    redis: aioredis.Redis  # polls and readiness, in the event loop
     async_reads: AsyncEngine  # autocommit, in the event loop: reads that need no thread
-    store: BlobStore
-    redis_async: aioredis.Redis
-    redis_sync: redis.Redis
-    publisher: CeleryPublisher
+    events: JobEventHub  # wakes long polls
     rate_limits: RateLimits
-    events: JobEventHub
-    secret: bytes
-    outbox: OutboxRelay
-    sweeper: Sweeper | None = None
-    sweeper_thread: threading.Thread | None = None
+    upload_budget: UploadBudget
+    publisher: CeleryPublisher  # stats and readiness
+    background: Background
     stats_cache: dict[str, object] = field(default_factory=dict)
 
     @classmethod
@@ -51,34 +52,23 @@ class AppState:
         """Connect pools (lazily: nothing here blocks if a service is down)."""
         engine = make_engine(settings)
         sessions = make_session_factory(engine)
-        reads = make_session_factory(engine.execution_options(isolation_level="AUTOCOMMIT"))
-        async_reads = make_async_engine(settings).execution_options(isolation_level="AUTOCOMMIT")
         store = make_store(settings)
         url = settings.redis_url
-        async_redis = aioredis.Redis.from_url(
-            url, max_connections=200, socket_timeout=1.0, socket_connect_timeout=1.0
-        )
         sync_redis = redis.Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
-        # Pub/sub blocks waiting for messages: no read timeout on that connection.
-        events_redis = aioredis.Redis.from_url(url, socket_connect_timeout=1.0)
         publisher = CeleryPublisher(settings)
-        state = cls(
+        outbox = OutboxRelay(sessions, publisher.publish)
+        services = ServiceContext(
             settings=settings,
-            engine=engine,
             sessions=sessions,
-            reads=reads,
-            async_reads=async_reads,
+            reads=make_session_factory(engine.execution_options(isolation_level="AUTOCOMMIT")),
             store=store,
-            redis_async=async_redis,
-            redis_sync=sync_redis,
-            publisher=publisher,
-            rate_limits=RateLimits(settings),
-            events=JobEventHub(events_redis),
+            redis=sync_redis,
             secret=settings.secret_key.get_secret_value().encode(),
-            outbox=OutboxRelay(sessions, publisher.publish),
+            enqueue=outbox.add,
         )
+        sweeper = sweeper_thread = None
         if run_sweeper:
-            state.sweeper = Sweeper(
+            sweeper = Sweeper(
                 settings,
                 sessions,
                 store,
@@ -86,45 +76,40 @@ class AppState:
                 publisher.publish,
                 queue_depth=lambda: publisher.queue_depth()[0],
             )
-            state.sweeper_thread = threading.Thread(
-                target=state.sweeper.run_forever, name="sweeper", daemon=True
+            sweeper_thread = threading.Thread(
+                target=sweeper.run_forever, name="sweeper", daemon=True
             )
-        return state
+        return cls(
+            settings=settings,
+            services=services,
+            redis=aioredis.Redis.from_url(
+                url, max_connections=200, socket_timeout=1.0, socket_connect_timeout=1.0
+            ),
+            async_reads=make_async_engine(settings).execution_options(isolation_level="AUTOCOMMIT"),
+            # Pub/sub blocks waiting for messages: no read timeout on that connection.
+            events=JobEventHub(aioredis.Redis.from_url(url, socket_connect_timeout=1.0)),
+            rate_limits=RateLimits(settings),
+            upload_budget=UploadBudget(settings.upload_budget_bytes, settings.upload_memory_bytes),
+            publisher=publisher,
+            background=Background(engine, outbox, sweeper, sweeper_thread),
+        )
 
     def start(self) -> None:
         """Start background work (needs a running event loop)."""
         self.events.start()
-        self.outbox.start()
-        if self.sweeper_thread is not None:
-            self.sweeper_thread.start()
+        self.background.outbox.start()
+        if self.background.sweeper_thread is not None:
+            self.background.sweeper_thread.start()
 
     async def close(self) -> None:
         """Stop background work and close pools."""
-        if self.sweeper is not None:
-            self.sweeper.stop()
+        background = self.background
+        if background.sweeper is not None:
+            background.sweeper.stop()
         await self.events.stop()
-        self.outbox.close()
-        await self.redis_async.aclose()
-        self.redis_sync.close()
+        background.outbox.close()
+        await self.redis.aclose()
+        self.services.redis.close()
         self.publisher.close()
-        self.engine.dispose()
+        background.engine.dispose()
         await self.async_reads.dispose()
-
-    def cache_job(self, job: StoredJob) -> bytes:
-        """Write a job's status through to Redis (sync; call from a worker thread); returns
-        the job's JSON, the same bytes a poll answers with."""
-        entry = cache_entry(job)
-        try:
-            status_cache.write_entry(
-                self.redis_sync, job.id, entry, job.version, self.settings.status_cache_ttl_seconds
-            )
-        except redis.RedisError as exc:
-            log.warning("status cache write failed for job %s: %s", job.id, exc)
-        return status_cache.entry_body(entry)
-
-    def forget_job(self, job_id: uuid.UUID) -> None:
-        """Drop a deleted job from the cache (sync)."""
-        try:
-            status_cache.forget_job(self.redis_sync, job_id)
-        except redis.RedisError as exc:
-            log.warning("status cache delete failed for job %s: %s", job_id, exc)

@@ -1,36 +1,140 @@
-"""Streaming multipart parsing of uploads, enforcing the size and count limits while the body
-arrives (a too-large file is answered 413 before the rest of it is read)."""
+"""Streaming multipart parsing of uploads, within bounds while the body arrives:
+
+- a too-large file or request is answered 413 before the rest of it is read;
+- a file stays in memory while small and while this process's uploads hold little memory,
+  and goes to a temporary file otherwise, so memory does not grow with what clients send;
+- the upload bytes this process holds (memory and temporary files) stay within a budget: past
+  it, an upload is answered 503 `busy` with Retry-After;
+- a body that arrives too slowly (a pause, or a trickle) is answered 408.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import os
 import re
+import tempfile
 import unicodedata
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, BinaryIO
 
 from python_multipart import MultipartParser
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import parse_options_header
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
-from imgconv_core.errors import FileTooLarge, InvalidRequest, TooManyFiles
+from imgconv_core.errors import Busy, FileTooLarge, InvalidRequest, RequestTimeout, TooManyFiles
 from imgconv_core.settings import Settings
+
+if TYPE_CHECKING:
+    from python_multipart.multipart import MultipartCallbacks
 
 MAX_FIELD_BYTES = 4096
 MAX_FIELDS = 32
+# A file up to this size may stay in memory; past it, it goes to a temporary file.
+SPILL_BYTES = 1024 * 1024
+BUSY_RETRY_AFTER_SECONDS = 2
 
 
-@dataclass
+class UploadBudget:
+    """The upload bytes this process holds, all within `limit` (memory and temporary files) and
+    at most `memory_limit` of them in memory. Used from the event loop only."""
+
+    def __init__(self, limit: int, memory_limit: int) -> None:
+        self.limit = limit
+        self.memory_limit = memory_limit
+        self.held = 0
+        self.in_memory = 0
+
+    def reserve(self, size: int) -> None:
+        """Take `size` more bytes of the budget, or raise Busy."""
+        if self.held + size > self.limit:
+            raise Busy(
+                "the server holds as many uploads as it can right now; try again shortly",
+                retry_after=BUSY_RETRY_AFTER_SECONDS,
+            )
+        self.held += size
+
+    def release(self, size: int) -> None:
+        """Give back bytes taken with `reserve`."""
+        self.held -= size
+
+    def keeps_in_memory(self, file_size: int, more: int) -> bool:
+        """Whether a file of `file_size` bytes may stay in memory with `more` bytes added."""
+        return file_size + more <= SPILL_BYTES and self.in_memory + more <= self.memory_limit
+
+
 class UploadedFile:
-    index: int
-    filename: str
-    data: bytearray = field(default_factory=bytearray)
+    """One file of an upload: in memory while the budget allows, else in a temporary file; its
+    SHA-256 computed as it arrives when asked for."""
+
+    def __init__(self, index: int, filename: str, budget: UploadBudget, *, hashed: bool) -> None:
+        self.index = index
+        self.filename = filename
+        self.size = 0
+        self._budget = budget
+        self._memory = bytearray()
+        self._disk: BinaryIO | None = None
+        self._sha256 = hashlib.sha256() if hashed else None
+
+    def write(self, data: bytes | memoryview) -> None:
+        """Append a piece of the content."""
+        if self._sha256 is not None:
+            self._sha256.update(data)
+        more = len(data)
+        if self._disk is None and not self._budget.keeps_in_memory(self.size, more):
+            self._spill()
+        if self._disk is None:
+            self._memory += data
+            self._budget.in_memory += more
+        else:
+            self._disk.write(data)
+        self.size += more
+
+    def _spill(self) -> None:
+        self._disk = tempfile.TemporaryFile()  # noqa: SIM115 (closed by close())
+        self._disk.write(self._memory)
+        self._budget.in_memory -= len(self._memory)
+        self._memory = bytearray()
+
+    def digest(self) -> bytes:
+        """SHA-256 of the content."""
+        if self._sha256 is not None:
+            return self._sha256.digest()
+        return hashlib.sha256(self.read_all()).digest()
+
+    def read_all(self) -> bytes:
+        """The whole content."""
+        if self._disk is None:
+            return bytes(self._memory)
+        self._disk.seek(0)
+        return self._disk.read()
+
+    def close(self) -> None:
+        """Free the memory or temporary file."""
+        self._budget.in_memory -= len(self._memory)
+        self._memory = bytearray()
+        if self._disk is not None:
+            self._disk.close()
 
 
 @dataclass
 class UploadForm:
     fields: dict[str, str]
     files: list[UploadedFile]
+    budget: UploadBudget
+    held: int = 0  # bytes of the budget this upload holds
+    closed: bool = field(default=False)
+
+    def close(self) -> None:
+        """Free the files and give their bytes back to the budget."""
+        if self.closed:
+            return
+        self.closed = True
+        for file in self.files:
+            file.close()
+        self.budget.release(self.held)
 
 
 def safe_filename(raw: str, fallback: str) -> str:
@@ -43,12 +147,21 @@ def safe_filename(raw: str, fallback: str) -> str:
     return name[:200] or fallback
 
 
+def body_deadline(settings: Settings, started: float, last_data: float, received: int) -> float:
+    """When the wait for the next piece of a body ends: `body_timeout_seconds` after the last
+    piece, and no later than the body's minimum rate allows (a trickle is cut off too)."""
+    timeout = settings.body_timeout_seconds
+    at_min_rate = started + timeout + received / settings.body_min_bytes_per_second
+    return min(last_data + timeout, at_min_rate)
+
+
 class _FormCollector:
     """python-multipart callbacks that build an UploadForm and enforce limits as data streams."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, form: UploadForm, *, hashed: bool) -> None:
         self.settings = settings
-        self.form = UploadForm(fields={}, files=[])
+        self.form = form
+        self.hashed = hashed
         self._header_name = b""
         self._header_value = b""
         self._disposition = b""
@@ -88,7 +201,7 @@ class _FormCollector:
             filename = safe_filename(
                 options[b"filename"].decode("utf-8", "replace"), f"file-{index + 1}"
             )
-            self._file = UploadedFile(index=index, filename=filename)
+            self._file = UploadedFile(index, filename, self.form.budget, hashed=self.hashed)
             self.form.files.append(self._file)
         else:
             if len(self.form.fields) >= MAX_FIELDS:
@@ -97,8 +210,7 @@ class _FormCollector:
 
     def on_part_data(self, data: bytes, start: int, end: int) -> None:
         if self._file is not None:
-            self._file.data += data[start:end]
-            if len(self._file.data) > self.settings.max_file_bytes:
+            if self._file.size + end - start > self.settings.max_file_bytes:
                 raise FileTooLarge(
                     f"{self._file.filename!r} is larger than the limit of "
                     f"{self.settings.max_file_bytes} bytes",
@@ -111,6 +223,7 @@ class _FormCollector:
                         }
                     ],
                 )
+            self._file.write(memoryview(data)[start:end])
         else:
             self._field_value += data[start:end]
             if len(self._field_value) > MAX_FIELD_BYTES:
@@ -121,37 +234,89 @@ class _FormCollector:
             self.form.fields[self._field_name] = self._field_value.decode("utf-8", "replace")
 
 
-async def parse_upload(request: Request, settings: Settings) -> UploadForm:
-    """Read a multipart/form-data upload, failing fast on the configured limits."""
+async def parse_upload(
+    request: Request, settings: Settings, budget: UploadBudget, *, hashed: bool
+) -> UploadForm:
+    """Read a multipart/form-data upload within the limits above; the caller closes the form.
+    `hashed`: compute each file's SHA-256 as it arrives."""
     content_type, params = parse_options_header(request.headers.get("content-type", ""))
     boundary = params.get(b"boundary")
     if content_type != b"multipart/form-data" or not boundary:
         raise InvalidRequest("send the files as multipart/form-data with one 'file' part each")
-    length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > settings.max_request_bytes:
+    header = request.headers.get("content-length")
+    length = int(header) if header is not None and header.isdigit() else None
+    if length is not None and length > settings.max_request_bytes:
         raise FileTooLarge(
             f"the request is larger than {settings.max_request_bytes} bytes "
             f"({settings.max_files} files of at most {settings.max_file_bytes} bytes)"
         )
-    collector = _FormCollector(settings)
-    parser = MultipartParser(
-        boundary,
-        {
-            "on_part_begin": collector.on_part_begin,
-            "on_part_data": collector.on_part_data,
-            "on_part_end": collector.on_part_end,
-            "on_header_field": collector.on_header_field,
-            "on_header_value": collector.on_header_value,
-            "on_header_end": collector.on_header_end,
-            "on_headers_finished": collector.on_headers_finished,
-        },
-    )
+    form = UploadForm(fields={}, files=[], budget=budget)
     try:
-        async for chunk in request.stream():
-            parser.write(chunk)
+        if length is not None:
+            # Known size: take it all now, so an admitted upload is never cut off half-way.
+            budget.reserve(length)
+            form.held = length
+        await _read_form(
+            request,
+            settings,
+            form,
+            MultipartParser(boundary, _callbacks(_FormCollector(settings, form, hashed=hashed))),
+        )
+    except BaseException:
+        form.close()
+        raise
+    if not form.files:
+        form.close()
+        raise InvalidRequest("no files: add one or more 'file' parts")
+    return form
+
+
+def _callbacks(collector: _FormCollector) -> MultipartCallbacks:
+    return {
+        "on_part_begin": collector.on_part_begin,
+        "on_part_data": collector.on_part_data,
+        "on_part_end": collector.on_part_end,
+        "on_header_field": collector.on_header_field,
+        "on_header_value": collector.on_header_value,
+        "on_header_end": collector.on_header_end,
+        "on_headers_finished": collector.on_headers_finished,
+    }
+
+
+async def _read_form(
+    request: Request, settings: Settings, form: UploadForm, parser: MultipartParser
+) -> None:
+    loop = asyncio.get_running_loop()
+    started = last_data = loop.time()
+    received = 0
+    more = True
+    try:
+        while more:
+            try:
+                async with asyncio.timeout_at(
+                    body_deadline(settings, started, last_data, received)
+                ):
+                    message = await request.receive()
+            except TimeoutError:
+                raise RequestTimeout(
+                    f"the request body arrived too slowly (received {received} bytes)",
+                    details={"received_bytes": received},
+                ) from None
+            if message["type"] == "http.disconnect":
+                raise ClientDisconnect
+            chunk: bytes = message.get("body", b"")
+            more = bool(message.get("more_body", False))
+            if chunk:
+                last_data = loop.time()
+                received += len(chunk)
+                if received > settings.max_request_bytes:
+                    raise FileTooLarge(
+                        f"the request is larger than {settings.max_request_bytes} bytes"
+                    )
+                if received > form.held:  # no (or a wrong) Content-Length: take as it comes
+                    form.budget.reserve(received - form.held)
+                    form.held = received
+                parser.write(chunk)
         parser.finalize()
     except MultipartParseError as exc:
         raise InvalidRequest("the multipart body is malformed") from exc
-    if not collector.form.files:
-        raise InvalidRequest("no files: add one or more 'file' parts")
-    return collector.form

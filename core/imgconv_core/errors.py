@@ -1,7 +1,9 @@
-"""Domain errors; the API turns them into HTTP responses in one place (imgconv_api.errors)."""
+"""Domain errors, each with a stable snake_case code; the API gives them HTTP statuses in one
+place (imgconv_api.errors), so nothing here knows about HTTP."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 
@@ -9,7 +11,6 @@ class ImgconvError(Exception):
     """Base class: every domain error has a stable snake_case code and a human message."""
 
     code: str = "error"
-    status_hint: int = 400  # the HTTP status the API uses; kept here so the mapping has one source
 
     def __init__(self, message: str, *, details: Any = None) -> None:
         super().__init__(message)
@@ -17,67 +18,70 @@ class ImgconvError(Exception):
         self.details = details
 
 
-# --- input validation (4xx) -------------------------------------------------------------------
+# --- input validation --------------------------------------------------------------------------
 
 
 class InvalidRequest(ImgconvError):
     code = "invalid_request"
-    status_hint = 422
 
 
 class UnsupportedFormat(ImgconvError):
     """The requested target format is not one we write."""
 
     code = "unsupported_format"
-    status_hint = 422
 
 
 class NotAnImage(ImgconvError):
     """The bytes are not an image in any format we read (sniffed from content, never the name)."""
 
     code = "not_an_image"
-    status_hint = 415
 
 
 class UnsupportedSourceFormat(ImgconvError):
     """An image, but in a format we do not read."""
 
     code = "unsupported_source_format"
-    status_hint = 415
 
 
 class ImageTooLarge(ImgconvError):
     """Too many pixels (frames x width x height) for the configured limit."""
 
     code = "image_too_large"
-    status_hint = 413
 
 
 class TooManyFrames(ImgconvError):
     code = "too_many_frames"
-    status_hint = 413
 
 
 class FileTooLarge(ImgconvError):
     code = "file_too_large"
-    status_hint = 413
 
 
 class TooManyFiles(ImgconvError):
     code = "too_many_files"
-    status_hint = 413
 
 
 class EmptyFile(ImgconvError):
     code = "empty_file"
-    status_hint = 422
 
 
 class InvalidFiles(ImgconvError):
-    """Some files of a multi-file upload were rejected; details lists each with its reason."""
+    """Some files of a multi-file upload were rejected; details lists each with its reason,
+    `causes` holds each file's own error."""
 
     code = "invalid_files"
-    status_hint = 422
+
+    def __init__(
+        self, message: str, *, causes: Sequence[ImgconvError], details: Any = None
+    ) -> None:
+        super().__init__(message, details=details)
+        self.causes = list(causes)
+
+
+class RequestTimeout(ImgconvError):
+    """The client sent its request too slowly (see `IMGCONV_BODY_TIMEOUT_SECONDS`)."""
+
+    code = "request_timeout"
 
 
 # --- conversion (the job ends failed with this code) -------------------------------------------
@@ -87,12 +91,10 @@ class ImageDecodeError(ImgconvError):
     """The file passed the header checks but could not be decoded; message is path-free."""
 
     code = "decode_failed"
-    status_hint = 422
 
 
 class ConversionFailed(ImgconvError):
     code = "conversion_failed"
-    status_hint = 500
 
 
 # --- jobs / auth --------------------------------------------------------------------------------
@@ -100,40 +102,50 @@ class ConversionFailed(ImgconvError):
 
 class Unauthorized(ImgconvError):
     code = "unauthorized"
-    status_hint = 401
 
 
 class JobNotFound(ImgconvError):
     code = "job_not_found"
-    status_hint = 404
 
 
 class JobNotCompleted(ImgconvError):
     code = "job_not_completed"
-    status_hint = 409
 
 
 class ImageGone(ImgconvError):
     """The job exists but its stored image was deleted (canceled or expired)."""
 
     code = "image_gone"
-    status_hint = 410
+
+
+class IdempotencyConflict(ImgconvError):
+    """The Idempotency-Key was used before for a different upload."""
+
+    code = "idempotency_conflict"
+
+
+class UploadGone(ImgconvError):
+    """A replay of an upload (same Idempotency-Key) whose jobs were deleted since."""
+
+    code = "upload_gone"
+
+
+# --- load ---------------------------------------------------------------------------------------
 
 
 class RateLimited(ImgconvError):
     code = "rate_limited"
-    status_hint = 429
 
     def __init__(self, message: str, *, retry_after: int, details: Any = None) -> None:
         super().__init__(message, details=details)
         self.retry_after = retry_after
 
 
-class IdempotencyConflict(ImgconvError):
-    code = "idempotency_conflict"
-    status_hint = 409
+class Busy(ImgconvError):
+    """This process holds as many upload bytes as its budget allows; try again shortly."""
 
+    code = "busy"
 
-class ServiceUnavailable(ImgconvError):
-    code = "service_unavailable"
-    status_hint = 503
+    def __init__(self, message: str, *, retry_after: int, details: Any = None) -> None:
+        super().__init__(message, details=details)
+        self.retry_after = retry_after

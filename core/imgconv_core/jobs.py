@@ -1,4 +1,4 @@
-"""Job states, transitions and the public representation of a job (API and worker)."""
+"""Job states and the public representation of a job (API and worker)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,11 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
 # Celery contract between the API (publisher) and the worker (consumer).
 CONVERT_TASK = "imgconv.convert"
-SWEEP_TASK = "imgconv.sweep"
 CONVERSIONS_QUEUE = "conversions"
-API_PREFIX = "/api/v1"
 
 
 class JobStatus(StrEnum):
@@ -30,22 +28,8 @@ class JobStatus(StrEnum):
 
 
 TERMINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELED})
-
-# Which status may follow which; processing -> queued is a re-queue after a lost worker.
-TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
-    JobStatus.QUEUED: frozenset({JobStatus.PROCESSING, JobStatus.FAILED, JobStatus.CANCELED}),
-    JobStatus.PROCESSING: frozenset(
-        {JobStatus.QUEUED, JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELED}
-    ),
-    JobStatus.COMPLETED: frozenset(),
-    JobStatus.FAILED: frozenset(),
-    JobStatus.CANCELED: frozenset(),
-}
-
-
-def can_transition(current: JobStatus, new: JobStatus) -> bool:
-    """Whether `current -> new` is a legal job transition."""
-    return new in TRANSITIONS[current]
+# A live job can still change; the transactions that move it say from where in their WHERE.
+LIVE_STATUSES = frozenset(JobStatus) - TERMINAL_STATUSES
 
 
 class JobError(BaseModel):
@@ -53,16 +37,9 @@ class JobError(BaseModel):
     message: str
 
 
-class JobLinks(BaseModel):
-    self: str
-    result: str
-    source: str
-
-
 class JobView(BaseModel):
-    """A job as clients see it (the API's `Job` schema; the status cache stores it serialized)."""
-
-    model_config = ConfigDict(title="Job")
+    """A job as clients see it (the API's `Job` adds its links); the status cache stores it
+    serialized. The one declaration of a job's public fields: the columns read follow it."""
 
     id: uuid.UUID
     status: JobStatus
@@ -81,10 +58,3 @@ class JobView(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
     error: JobError | None
-    links: JobLinks
-
-
-def job_links(job_id: uuid.UUID) -> JobLinks:
-    """Relative links of a job's resources."""
-    base = f"{API_PREFIX}/jobs/{job_id}"
-    return JobLinks(self=base, result=f"{base}/result", source=f"{base}/source")

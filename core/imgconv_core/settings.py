@@ -62,6 +62,13 @@ class Settings(BaseSettings):
     token_rate_per_ip: str = "30/minute"
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
+    # API: slow clients and the memory uploads take
+    header_timeout_seconds: float = Field(default=10, gt=0)
+    body_timeout_seconds: float = Field(default=30, gt=0)
+    body_min_bytes_per_second: float = Field(default=4096, gt=0)
+    upload_budget_bytes: int = Field(default=1024 * 1024 * 1024, ge=1)
+    upload_memory_bytes: int = Field(default=64 * 1024 * 1024, ge=0)
+
     # API
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
@@ -86,6 +93,11 @@ class Settings(BaseSettings):
                 )
         if self.task_hard_time_limit <= self.task_soft_time_limit:
             raise ValueError("IMGCONV_TASK_HARD_TIME_LIMIT must exceed the soft limit")
+        if self.upload_budget_bytes < self.max_request_bytes:
+            raise ValueError(
+                "IMGCONV_UPLOAD_BUDGET_BYTES must hold at least one upload of the largest size "
+                f"({self.max_request_bytes} bytes: IMGCONV_MAX_FILES x IMGCONV_MAX_FILE_BYTES)"
+            )
         for proxy in self.trusted_proxies:
             ipaddress.ip_network(proxy, strict=False)
         return self

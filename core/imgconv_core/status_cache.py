@@ -1,8 +1,10 @@
 """Job status in Redis: what polls are answered from, and the pub/sub that wakes long polls.
 
 An entry is `<owner hex>|<version>|<terminal 0/1>|<job JSON>` so the API answers a poll with one
-GET and no JSON round trip. A write only lands if its version is newer than the cached one, so
-a slow writer never overwrites a newer status. An unknown id is cached as `-` for a short while.
+GET and no JSON round trip (the API adds the job's links). A write only lands if its version is
+newer than the cached one, so a slow writer never overwrites a newer status. An unknown id is
+cached as `-` for a short while; a deleted job leaves `~`, which no write replaces, so a worker's
+late write cannot bring a deleted job back.
 """
 
 from __future__ import annotations
@@ -19,10 +21,12 @@ from imgconv_core.jobs import JobView
 
 JOB_EVENTS_CHANNEL = "imgconv:job-events"
 UNKNOWN = b"-"
+DELETED = b"~"
 
 # KEYS[1] entry key; ARGV: entry, version, ttl, channel, job id
 WRITE_IF_NEWER = """
 local cur = redis.call('GET', KEYS[1])
+if cur == '~' then return 0 end
 if cur and cur ~= '-' then
   local v = tonumber(string.match(cur, '^[^|]*|(%d+)|'))
   if v and v >= tonumber(ARGV[2]) then return 0 end
@@ -35,7 +39,8 @@ return 1
 
 def job_key(job_id: uuid.UUID | str) -> str:
     """The Redis key of a job's cached status."""
-    return f"imgconv:job:{job_id}"
+    # v2: entries without links (the API adds them).
+    return f"imgconv:job:v2:{job_id}"
 
 
 @dataclass(frozen=True)
@@ -63,8 +68,8 @@ def entry_body(entry: bytes) -> bytes:
 
 
 def decode_entry(raw: bytes) -> CachedJob | None:
-    """Parse a cache entry; None for the unknown-id marker."""
-    if raw == UNKNOWN:
+    """Parse a cache entry; None for the unknown-id and deleted-job markers."""
+    if raw in (UNKNOWN, DELETED):
         return None
     owner, version, terminal, body = raw.split(b"|", 3)
     return CachedJob(owner.decode(), int(version), terminal == b"1", body)
@@ -101,17 +106,12 @@ def write_entries(
     pipe.execute()
 
 
-def forget_job(client: redis.Redis, job_id: uuid.UUID) -> None:
-    """Drop a deleted job from the cache and wake its long polls."""
-    forget_jobs(client, [job_id])
-
-
-def forget_jobs(client: redis.Redis, job_ids: Sequence[uuid.UUID]) -> None:
-    """Drop deleted jobs from the cache and wake their long polls, in one round trip."""
+def forget_jobs(client: redis.Redis, job_ids: Sequence[uuid.UUID], ttl: int) -> None:
+    """Mark deleted jobs as such for `ttl` seconds and wake their long polls, in one round trip."""
     if not job_ids:
         return
     pipe = client.pipeline(transaction=False)
     for job_id in job_ids:
-        pipe.delete(job_key(job_id))
+        pipe.set(job_key(job_id), DELETED, ex=ttl)
         pipe.publish(JOB_EVENTS_CHANNEL, str(job_id))
     pipe.execute()

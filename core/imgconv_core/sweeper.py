@@ -99,7 +99,8 @@ class Sweeper:
                 [(job.id, cache_entry(job), job.version) for job in changed],
                 settings.status_cache_ttl_seconds,
             )
-            status_cache.forget_jobs(self.redis, expired)  # after: a deleted job stays gone
+            # After the writes: a deleted job stays gone.
+            status_cache.forget_jobs(self.redis, expired, settings.status_cache_ttl_seconds)
             report.recached = len(changed)
             if len(changed) == self.heal_batch:
                 # More changed than one pass heals: the next pass goes on after the last one.

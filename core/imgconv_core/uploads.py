@@ -64,9 +64,32 @@ def parse_conversion_request(fields: Mapping[str, str]) -> ConversionRequest:
 
 
 class UploadFile(Protocol):
-    index: int
-    filename: str
-    data: bytearray
+    """One received file: its bytes may be in memory or in a temporary file."""
+
+    @property
+    def index(self) -> int: ...
+
+    @property
+    def filename(self) -> str: ...
+
+    @property
+    def size(self) -> int: ...
+
+    def digest(self) -> bytes:
+        """SHA-256 of the content (computed while it arrived)."""
+
+    def read_all(self) -> bytes:
+        """The whole content."""
+
+
+class Upload(Protocol):
+    """A received upload: its form fields and files."""
+
+    @property
+    def fields(self) -> Mapping[str, str]: ...
+
+    @property
+    def files(self) -> Sequence[UploadFile]: ...
 
 
 def prepare_jobs(
@@ -75,23 +98,26 @@ def prepare_jobs(
     limits: ImageLimits,
     new_id: Callable[[], uuid.UUID],
 ) -> list[NewJob]:
-    """Inspect every file (sniffed content, header-only limits); InvalidFiles lists bad ones."""
+    """Inspect every file (sniffed content, header-only limits); InvalidFiles lists bad ones.
+
+    One file's bytes are in memory at a time; the jobs keep a handle on the file, not its bytes.
+    """
     jobs: list[NewJob] = []
     problems: list[dict[str, Any]] = []
+    causes: list[ImgconvError] = []
     for upload in files:
-        data = bytes(upload.data)
         try:
-            if not data:
+            if not upload.size:
                 raise EmptyFile("the file is empty")
-            info = inspect_image(data, limits)
+            info = inspect_image(upload.read_all(), limits)
         except ImgconvError as exc:
+            causes.append(exc)
             problems.append(
                 {
                     "index": upload.index,
                     "filename": upload.filename,
                     "code": exc.code,
                     "message": exc.message,
-                    "status": exc.status_hint,
                 }
             )
             continue
@@ -99,7 +125,7 @@ def prepare_jobs(
             NewJob(
                 id=new_id(),
                 filename=upload.filename,
-                data=data,
+                source=upload,
                 source_format=info.format,
                 source_mime=info.mime_type,
                 width=info.width,
@@ -109,14 +135,11 @@ def prepare_jobs(
             )
         )
     if problems:
-        statuses = {p.pop("status") for p in problems}
-        error = InvalidFiles(
+        raise InvalidFiles(
             f"{len(problems)} of {len(files)} file(s) cannot be converted; nothing was accepted",
+            causes=causes,
             details=problems,
         )
-        # One kind of problem keeps its own status (415 not an image, 413 too large...).
-        error.status_hint = statuses.pop() if len(statuses) == 1 else 422
-        raise error
     return jobs
 
 
@@ -125,5 +148,5 @@ def upload_fingerprint(request: ConversionRequest, files: Sequence[UploadFile]) 
     digest = hashlib.sha256(request.model_dump_json().encode())
     for upload in files:
         digest.update(upload.filename.encode() + b"\0")
-        digest.update(hashlib.sha256(upload.data).digest())
+        digest.update(upload.digest())
     return digest.hexdigest()

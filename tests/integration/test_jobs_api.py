@@ -114,6 +114,7 @@ def test_another_clients_job_is_404_everywhere(api: str, client: ApiClient) -> N
     assert other.http.get(f"{base}/source").status_code == 404
     assert other.http.get(f"{base}/result").status_code == 404
     assert other.http.delete(base).status_code == 404
+    assert other.http.post(f"{base}/cancel").status_code == 404
     assert other.http.get("/api/v1/jobs").json()["items"] == []
     assert client.job(job["id"]).status_code == 200  # still there for its owner
 
@@ -136,7 +137,7 @@ def test_keyset_pages_newest_first_and_status_filter(idle_client: ApiClient) -> 
             break
     assert seen == list(reversed(ids))
     assert pages == 3
-    client.http.delete(f"/api/v1/jobs/{ids[0]}")
+    assert client.http.post(f"/api/v1/jobs/{ids[0]}/cancel").status_code == 200
     canceled = client.http.get("/api/v1/jobs", params={"status": "canceled"}).json()["items"]
     assert [item["id"] for item in canceled] == [ids[0]]
 
@@ -157,11 +158,17 @@ def test_cancel_a_queued_job_then_delete_it(idle_client: ApiClient) -> None:
     client = idle_client
     job = client.upload_ok([("a.jpg", photo(64, 64))])[0]
     assert client.http.get(f"/api/v1/jobs/{job['id']}/result").status_code == 409
-    response = client.http.delete(f"/api/v1/jobs/{job['id']}")
-    assert response.status_code == 204
+    response = client.http.post(f"/api/v1/jobs/{job['id']}/cancel")
+    assert response.status_code == 200
+    assert response.json()["status"] == "canceled"
+    assert response.json()["links"] == job["links"]
     body = client.job(job["id"]).json()
     assert body["status"] == "canceled"
     assert body["finished_at"] is not None
+    # Canceling again changes nothing.
+    again = client.http.post(f"/api/v1/jobs/{job['id']}/cancel")
+    assert again.status_code == 200
+    assert again.json() == body
     assert client.http.get(f"/api/v1/jobs/{job['id']}/source").status_code == 410
     result = client.http.get(f"/api/v1/jobs/{job['id']}/result")
     assert result.status_code == 409
@@ -169,6 +176,18 @@ def test_cancel_a_queued_job_then_delete_it(idle_client: ApiClient) -> None:
     # Deleting a finished job removes it.
     assert client.http.delete(f"/api/v1/jobs/{job['id']}").status_code == 204
     assert client.job(job["id"]).status_code == 404
+
+
+def test_delete_removes_a_queued_job_at_once(idle_client: ApiClient) -> None:
+    client = idle_client
+    job = client.upload_ok([("a.jpg", photo(64, 64))])[0]
+    assert client.http.delete(f"/api/v1/jobs/{job['id']}").status_code == 204
+    for path in ("", "/source", "/result"):
+        assert client.http.get(f"/api/v1/jobs/{job['id']}{path}").status_code == 404
+    assert client.http.post(f"/api/v1/jobs/{job['id']}/cancel").status_code == 404
+    assert client.http.delete(f"/api/v1/jobs/{job['id']}").status_code == 404
+    listed = client.http.get("/api/v1/jobs", params={"limit": 100}).json()["items"]
+    assert job["id"] not in [item["id"] for item in listed]
 
 
 def test_corrupt_image_fails_with_a_clear_message(client: ApiClient, worker: Process) -> None:

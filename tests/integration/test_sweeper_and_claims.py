@@ -68,12 +68,25 @@ def env(private_stack: Stack) -> Iterator[Env]:
     engine.dispose()
 
 
-def new_job(env: Env) -> job_store.StoredJob:
-    data = photo(16, 16)
+@dataclass(frozen=True)
+class BytesSource:
+    """An uploaded file held in memory."""
+
+    data: bytes
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+    def read_all(self) -> bytes:
+        return self.data
+
+
+def new_job(env: Env) -> job_store.JobRow:
     new = job_store.NewJob(
         id=uuid.uuid4(),
         filename="a.jpg",
-        data=data,
+        source=BytesSource(photo(16, 16)),
         source_format="jpeg",
         source_mime="image/jpeg",
         width=16,
@@ -82,7 +95,9 @@ def new_job(env: Env) -> job_store.StoredJob:
         options={},
     )
     with transaction(env.sessions) as tx:
-        return job_store.insert_jobs(tx, PostgresBlobStore(), env.client_id, [new])[0]
+        stored = job_store.insert_jobs(tx, PostgresBlobStore(), env.client_id, [new])
+    assert stored is not None
+    return stored[0]
 
 
 def load(env: Env, job_id: uuid.UUID) -> Job | None:
@@ -210,7 +225,7 @@ def past_retention(env: Env, job_ids: list[uuid.UUID]) -> None:
         )
 
 
-def cache_stale(env: Env, job: job_store.StoredJob) -> None:
+def cache_stale(env: Env, job: job_store.JobRow) -> None:
     """Put an older status of `job` in the cache (version 0, `processing`)."""
     stale = job_store.job_view(job).model_copy(update={"status": JobStatus.PROCESSING})
     env.redis.set(status_cache.job_key(job.id), status_cache.encode_entry(env.client_id, stale, 0))
@@ -226,7 +241,7 @@ def test_retention_deletes_old_jobs_with_their_images(env: Env) -> None:
         keys = set(tx.scalars(select(Blob.key)).all())
     assert f"{old.id}/source" not in keys
     assert f"{fresh.id}/source" in keys
-    assert env.redis.get(status_cache.job_key(old.id)) is None
+    assert env.redis.get(status_cache.job_key(old.id)) == status_cache.DELETED
 
 
 def test_retention_keeps_up_with_more_than_one_batch_per_pass(env: Env) -> None:

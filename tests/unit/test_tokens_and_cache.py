@@ -1,4 +1,4 @@
-"""Pure pieces of the domain: tokens, status cache entries, transitions, cursors, settings."""
+"""Pure pieces of the domain: tokens, status cache entries, cursors, settings."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from imgconv_core import status_cache
 from imgconv_core.db.job_store import decode_cursor
 from imgconv_core.errors import InvalidRequest
 from imgconv_core.job_ids import job_id_belongs, new_job_id
-from imgconv_core.jobs import JobStatus, JobView, can_transition, job_links
+from imgconv_core.jobs import JobStatus, JobView
 from imgconv_core.settings import Settings
 from imgconv_core.tokens import hash_token, issue_token, verify_token
 
@@ -61,7 +61,6 @@ def view(status: JobStatus) -> JobView:
         started_at=None,
         finished_at=None,
         error=None,
-        links=job_links(job_id),
     )
 
 
@@ -76,16 +75,6 @@ def test_cache_entry_round_trips_even_with_separators_in_the_body() -> None:
     assert entry.etag == '"7"'
     assert JobView.model_validate_json(entry.body) == job
     assert status_cache.decode_entry(status_cache.UNKNOWN) is None
-
-
-def test_transitions() -> None:
-    assert can_transition(JobStatus.QUEUED, JobStatus.PROCESSING)
-    assert can_transition(JobStatus.PROCESSING, JobStatus.QUEUED)  # re-queue after a lost worker
-    assert not can_transition(JobStatus.COMPLETED, JobStatus.PROCESSING)
-    assert not can_transition(JobStatus.CANCELED, JobStatus.QUEUED)
-    assert all(
-        status.is_terminal == (not can_transition(status, JobStatus.FAILED)) for status in JobStatus
-    )
 
 
 @pytest.mark.parametrize("cursor", ["", "abc", "!!!", "MjAyNi0wMS0wMXxub3QtYS11dWlk"])

@@ -12,28 +12,34 @@ from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
 from imgconv_api.deps import StateDep
+from imgconv_api.schemas import Health, Readiness
 
 router = APIRouter(tags=["health"])
 
 CHECK_TIMEOUT = 3.0
 
 
-@router.get("/healthz")
-async def healthz() -> dict[str, str]:
+@router.get("/healthz", operation_id="healthz", response_model=Health)
+async def healthz() -> Health:
     """The process is alive (no dependency checks)."""
-    return {"status": "ok"}
+    return Health(status="ok")
 
 
-@router.get("/readyz")
+@router.get(
+    "/readyz",
+    operation_id="readyz",
+    response_model=Readiness,
+    responses={503: {"model": Readiness, "description": "Something it needs is down"}},
+)
 async def readyz(state: StateDep) -> JSONResponse:
     """Ready when Postgres, Redis and the broker answer; 503 naming what is down otherwise."""
 
     def database() -> None:
-        with state.engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
+        with state.services.reads() as tx:
+            tx.execute(text("SELECT 1"))
 
     async def redis_check() -> None:
-        await state.redis_async.ping()
+        await state.redis.ping()
 
     async def run(check: Callable[[], None]) -> None:
         await run_in_threadpool(check)

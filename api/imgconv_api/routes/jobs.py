@@ -1,43 +1,53 @@
-"""Jobs: upload, poll (ETag, long poll), list, download, cancel/delete."""
+"""Jobs: upload, poll (ETag, long poll), list, download, cancel, delete.
+
+Thin adapters over `imgconv_core.services`: the domain work is there, errors become HTTP in
+`imgconv_api.errors`.
+"""
 
 from __future__ import annotations
 
 import urllib.parse
 import uuid
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, Query, Request, Response
-from sqlalchemy.exc import IntegrityError
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from imgconv_api import metrics
-from imgconv_api.deps import ClientId, StateDep
+from imgconv_api.deps import ClientId, ServicesDep, StateDep, bearer
+from imgconv_api.paths import job_path, with_links
 from imgconv_api.polling import answer_poll
-from imgconv_api.schemas import ERROR_RESPONSES, JobPage, JobsCreated
-from imgconv_api.state import AppState
-from imgconv_api.uploads import parse_upload
-from imgconv_core.db import job_store
-from imgconv_core.db.job_store import StoredJob
-from imgconv_core.db.models import Job
-from imgconv_core.db.session import transaction
-from imgconv_core.errors import (
-    IdempotencyConflict,
-    ImageGone,
-    JobNotCompleted,
-    JobNotFound,
-    Unauthorized,
+from imgconv_api.schemas import (
+    DOWNLOAD,
+    ETAG,
+    NOT_MODIFIED,
+    Job,
+    JobPage,
+    JobsCreated,
+    errors,
 )
+from imgconv_api.uploads import parse_upload
+from imgconv_core import services
+from imgconv_core.db import job_store
+from imgconv_core.db.models import Job as JobRow
+from imgconv_core.errors import ImageGone, JobNotCompleted, JobNotFound
 from imgconv_core.images.formats import EXTENSIONS
-from imgconv_core.images.inspect import ImageLimits
-from imgconv_core.job_ids import job_id_belongs, new_job_id
-from imgconv_core.jobs import JobStatus, JobView
+from imgconv_core.jobs import JobStatus
+from imgconv_core.services import ServiceContext
 from imgconv_core.storage import blob_key
-from imgconv_core.uploads import parse_conversion_request, prepare_jobs, upload_fingerprint
 
 router = APIRouter(tags=["jobs"])
 
 JSON = "application/json"
 DOWNLOAD_CACHE = "private, max-age=31536000, immutable"
+
+JobId = Annotated[
+    str,
+    Path(
+        description="A job id (a UUID; any other string is an unknown job)",
+        json_schema_extra={"format": "uuid"},
+    ),
+]
 
 
 def _parse_id(raw: str) -> uuid.UUID:
@@ -47,139 +57,122 @@ def _parse_id(raw: str) -> uuid.UUID:
         raise JobNotFound("no such job") from None
 
 
-def _own_job(state: AppState, job_id: uuid.UUID, client_id: uuid.UUID) -> Job:
-    """Load a job of this client (another client's job is indistinguishable from none)."""
-    if not job_id_belongs(state.secret, client_id, job_id):
-        raise JobNotFound("no such job")
-    with state.reads() as tx:
-        job = job_store.get_job(tx, job_id)
-    if job is None or job.client_id != client_id:
-        raise JobNotFound("no such job")
-    return job
+def _link(operation_id: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "operationId": operation_id,
+        "parameters": {"job_id": "$response.body#/jobs/0/id"},
+        **extra,
+    }
 
 
-def _json_bodies(jobs: list[StoredJob]) -> list[bytes]:
-    return [job_store.job_view(job).model_dump_json().encode() for job in jobs]
+# How a generated client (or a stateful fuzzer) goes on from an upload.
+UPLOAD_LINKS = {
+    "GetJob": _link("getJob"),
+    "GetResult": _link("getResult"),
+    "GetSource": _link("getSource"),
+    "CancelJob": _link("cancelJob"),
+    "DeleteJob": _link("deleteJob"),
+    "Replay": {
+        "operationId": "createJobs",
+        "description": "The same upload again with the same Idempotency-Key: the same jobs",
+        "parameters": {"header.Idempotency-Key": "$request.header.Idempotency-Key"},
+        "requestBody": "$request.body",
+    },
+}
 
 
 @router.post(
     "/jobs",
     status_code=202,
+    operation_id="createJobs",
     response_model=JobsCreated,
-    responses=ERROR_RESPONSES,
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {
-                "multipart/form-data": {
-                    "schema": {
-                        "type": "object",
-                        "required": ["file", "format"],
-                        "properties": {
-                            "file": {
-                                "type": "array",
-                                "items": {"type": "string", "format": "binary"},
-                            },
-                            "format": {
-                                "type": "string",
-                                "enum": [
-                                    "jpeg",
-                                    "jpg",
-                                    "png",
-                                    "webp",
-                                    "gif",
-                                    "bmp",
-                                    "tiff",
-                                    "tif",
-                                    "avif",
-                                ],
-                            },
-                            "quality": {"type": "integer", "minimum": 1, "maximum": 100},
-                            "max_width": {"type": "integer", "minimum": 1},
-                            "max_height": {"type": "integer", "minimum": 1},
-                            "strip_metadata": {"type": "boolean", "default": True},
-                        },
-                    }
+    responses={
+        202: {
+            "description": "Accepted: the jobs are queued",
+            "headers": {
+                "Location": {
+                    "description": "The first job",
+                    "required": True,
+                    "schema": {"type": "string"},
                 }
             },
-        }
+            "links": UPLOAD_LINKS,
+        },
+        **errors(401, 408, 409, 410, 413, 415, 422, 429, 503),
     },
 )
 async def create_jobs(
     request: Request,
     state: StateDep,
     client_id: ClientId,
-    idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            max_length=255,
+            description="Makes a retry safe: the same upload with the same key answers the "
+            "jobs of the first",
+        ),
+    ] = None,
 ) -> Response:
     """Upload one or more images (`file` parts) to convert; all or nothing."""
     limits = state.rate_limits
     await limits.hit(limits.upload_per_token, "upload-token", client_id.hex)
     await limits.hit(limits.upload_per_ip, "upload-ip", limits.client_ip(request))
-    form = await parse_upload(request, state.settings)
-    conversion = parse_conversion_request(form.fields)
-    settings = state.settings
-    image_limits = ImageLimits(max_pixels=settings.max_pixels, max_frames=settings.max_frames)
-
-    fingerprint = upload_fingerprint(conversion, form.files) if idempotency_key else ""
-
-    def earlier_upload() -> list[StoredJob] | None:
-        if not idempotency_key:
-            return None
-        with state.reads() as tx:
-            earlier = job_store.find_idempotent_upload(tx, client_id, idempotency_key)
-        if earlier is not None and earlier[0] != fingerprint:
-            raise IdempotencyConflict("this Idempotency-Key was used for a different upload")
-        return earlier[1] if earlier else None
-
-    def accept() -> tuple[list[StoredJob], list[bytes], bool]:
-        if (earlier := earlier_upload()) is not None:
-            return earlier, _json_bodies(earlier), False
-        new_jobs = prepare_jobs(
-            conversion, form.files, image_limits, lambda: new_job_id(state.secret, client_id)
-        )
-        idem = (idempotency_key, fingerprint) if idempotency_key else None
-        try:
-            with transaction(state.sessions) as tx:
-                jobs = job_store.insert_jobs(tx, state.store, client_id, new_jobs, idem)
-        except IntegrityError as exc:
-            constraint = getattr(getattr(exc.orig, "diag", None), "constraint_name", None)
-            # The same key raced us: answer as the retry it is.
-            if constraint == "pk_idempotency_keys" and (earlier := earlier_upload()) is not None:
-                return earlier, _json_bodies(earlier), False
-            if constraint == "fk_jobs_client_id_clients":
-                raise Unauthorized("this token's client no longer exists; get a new token") from exc
-            raise
-        # Committed: now it may be published (by the relay; if the broker is down or this
-        # process dies first, the sweeper publishes it).
-        state.outbox.add([job.id for job in jobs])
-        return jobs, [state.cache_job(job) for job in jobs], True
-
     try:
-        jobs, bodies, created = await run_in_threadpool(accept)
+        form = await parse_upload(
+            request, state.settings, state.upload_budget, hashed=bool(idempotency_key)
+        )
+        try:
+            accepted = await run_in_threadpool(
+                services.accept_upload, state.services, client_id, form, idempotency_key
+            )
+        finally:
+            form.close()
     except Exception as exc:
         metrics.count_rejection(exc)
         raise
-    if created:
-        metrics.JOBS_CREATED.inc(len(jobs))
+    if accepted.created:
+        metrics.JOBS_CREATED.inc(len(accepted.jobs))
     # The jobs' JSON is already encoded (it is what the cache holds): no second serialization.
+    bodies = [
+        with_links(body, job.id) for job, body in zip(accepted.jobs, accepted.bodies, strict=True)
+    ]
     return Response(
         b'{"jobs":[' + b",".join(bodies) + b"]}",
         status_code=202,
         media_type=JSON,
-        headers={"Location": f"/api/v1/jobs/{jobs[0].id}"},
+        headers={"Location": job_path(accepted.jobs[0].id)},
     )
 
 
 @router.get(
     "/jobs/{job_id}",
-    response_model=JobView,
-    responses={**ERROR_RESPONSES, 304: {"description": "Not modified (If-None-Match)"}},
+    operation_id="getJob",
+    response_model=Job,
+    dependencies=[Depends(bearer)],  # documents the scheme; answer_poll authenticates
+    responses={
+        200: {
+            "description": "The job",
+            "headers": {
+                **ETAG,
+                "Retry-After": {
+                    "description": "While the job is not finished: when to poll again",
+                    "schema": {"type": "integer", "minimum": 1},
+                },
+            },
+        },
+        304: NOT_MODIFIED,
+        **errors(401, 404, 422),
+    },
 )
 async def get_job(
-    job_id: str,
+    job_id: JobId,
     request: Request,
     state: StateDep,
-    wait: Annotated[float, Query(ge=0, le=30, description="long poll: seconds to wait")] = 0,
+    wait: Annotated[
+        float,
+        Query(ge=0, description="long poll: seconds to wait for a change (at most the maximum)"),
+    ] = 0,
 ) -> Response:
     """A job's status. With `If-None-Match` it answers 304 while unchanged; with `wait` it
     answers as soon as the job changes, or after `wait` seconds. (Served by the poll fast path;
@@ -199,25 +192,32 @@ async def get_job(
     )
 
 
-@router.get("/jobs", response_model=JobPage, responses=ERROR_RESPONSES)
+@router.get("/jobs", operation_id="listJobs", response_model=JobPage, responses=errors(401, 422))
 async def list_jobs(
     state: StateDep,
     client_id: ClientId,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    cursor: Annotated[
+        str | None,
+        Query(
+            pattern=job_store.CURSOR_PATTERN,
+            description="`next_cursor` of the previous page",
+        ),
+    ] = None,
     status: JobStatus | None = None,
 ) -> Response:
     """This client's jobs, newest first; pass `next_cursor` back as `cursor` for the next page."""
-
     query = job_store.list_query(client_id, limit=limit, cursor=cursor, status=status)
     # In the event loop (async psycopg): a page is one short indexed read, so it needs no thread
     # hop, and concurrent pages interleave on the loop instead of trading the GIL between threads.
     async with state.async_reads.connect() as conn:
         rows = (await conn.execute(query)).all()
     jobs, next_cursor = job_store.page_of(rows, limit)
-    body = JobPage(items=[job_store.job_view(j) for j in jobs], next_cursor=next_cursor)
+    items = [with_links(job_store.job_view(job).model_dump_json().encode(), job.id) for job in jobs]
+    cursor_json = b"null" if next_cursor is None else f'"{next_cursor}"'.encode()
     # Serialized here, so FastAPI does not validate the page a second time.
-    return Response(body.model_dump_json().encode(), media_type=JSON)
+    body = b'{"items":[' + b",".join(items) + b'],"next_cursor":' + cursor_json + b"}"
+    return Response(body, media_type=JSON)
 
 
 def content_disposition(filename: str) -> str:
@@ -232,7 +232,7 @@ def content_disposition(filename: str) -> str:
     return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quoted}"
 
 
-def download_name(job: Job, role: Literal["source", "result"]) -> str:
+def download_name(job: JobRow, role: Literal["source", "result"]) -> str:
     """The original name for the source; the same stem with the target's extension for a result."""
     if role == "source":
         return job.filename
@@ -241,7 +241,7 @@ def download_name(job: Job, role: Literal["source", "result"]) -> str:
 
 
 async def _download(
-    state: AppState,
+    ctx: ServiceContext,
     request: Request,
     client_id: uuid.UUID,
     job_id: str,
@@ -251,7 +251,7 @@ async def _download(
     etag = f'"{uid}-{role}"'
 
     def load() -> Response:
-        job = _own_job(state, uid, client_id)
+        job = services.own_job(ctx, client_id, uid)
         if role == "result" and job.status != JobStatus.COMPLETED.value:
             raise JobNotCompleted(
                 f"the job is {job.status}; the result exists once it is completed",
@@ -260,8 +260,8 @@ async def _download(
         headers = {"ETag": etag, "Cache-Control": DOWNLOAD_CACHE}
         if request.headers.get("if-none-match") == etag:
             return Response(status_code=304, headers=headers)
-        with state.reads() as tx:
-            blob = state.store.get(tx, blob_key(uid, role))
+        with ctx.reads() as tx:
+            blob = ctx.store.get(tx, blob_key(uid, role))
         if blob is None:
             raise ImageGone(f"the {role} image was deleted")
         headers["Content-Disposition"] = content_disposition(download_name(job, role))
@@ -271,43 +271,58 @@ async def _download(
     return await run_in_threadpool(load)
 
 
-@router.get("/jobs/{job_id}/result", responses=ERROR_RESPONSES)
+@router.get(
+    "/jobs/{job_id}/result",
+    operation_id="getResult",
+    response_class=Response,
+    responses={200: DOWNLOAD, 304: NOT_MODIFIED, **errors(401, 404, 409, 410)},
+)
 async def get_result(
-    job_id: str, request: Request, state: StateDep, client_id: ClientId
+    job_id: JobId, request: Request, ctx: ServicesDep, client_id: ClientId
 ) -> Response:
     """The converted image (409 until the job is completed)."""
-    return await _download(state, request, client_id, job_id, "result")
+    return await _download(ctx, request, client_id, job_id, "result")
 
 
-@router.get("/jobs/{job_id}/source", responses=ERROR_RESPONSES)
+@router.get(
+    "/jobs/{job_id}/source",
+    operation_id="getSource",
+    response_class=Response,
+    responses={200: DOWNLOAD, 304: NOT_MODIFIED, **errors(401, 404, 410)},
+)
 async def get_source(
-    job_id: str, request: Request, state: StateDep, client_id: ClientId
+    job_id: JobId, request: Request, ctx: ServicesDep, client_id: ClientId
 ) -> Response:
-    """The uploaded original."""
-    return await _download(state, request, client_id, job_id, "source")
+    """The uploaded original (410 once a canceled job's images are deleted)."""
+    return await _download(ctx, request, client_id, job_id, "source")
 
 
-@router.delete("/jobs/{job_id}", status_code=204, responses=ERROR_RESPONSES)
-async def delete_job(job_id: str, state: StateDep, client_id: ClientId) -> Response:
-    """Cancel a queued/processing job (it ends `canceled`), or delete a finished one;
-    its stored images are deleted either way."""
+@router.post(
+    "/jobs/{job_id}/cancel",
+    operation_id="cancelJob",
+    response_model=Job,
+    responses={
+        200: {"description": "The job, canceled unless it had finished"},
+        **errors(401, 404),
+    },
+)
+async def cancel_job(job_id: JobId, ctx: ServicesDep, client_id: ClientId) -> Response:
+    """Cancel a queued or processing job: it ends `canceled` and its images are deleted. A job
+    that already finished is answered as it is."""
     uid = _parse_id(job_id)
+    body = await run_in_threadpool(services.cancel_job, ctx, client_id, uid)
+    return Response(with_links(body, uid), media_type=JSON)
 
-    def remove() -> None:
-        job = _own_job(state, uid, client_id)
-        with transaction(state.sessions) as tx:
-            if JobStatus(job.status).is_terminal:
-                job_store.delete_job(tx, state.store, uid)
-                deleted = True
-            else:
-                job = job_store.cancel_job(tx, state.store, job)
-                deleted = JobStatus(job.status) is not JobStatus.CANCELED
-                if deleted:  # finished in the meantime
-                    job_store.delete_job(tx, state.store, uid)
-        if deleted:
-            state.forget_job(uid)
-        else:
-            state.cache_job(job)
 
-    await run_in_threadpool(remove)
+@router.delete(
+    "/jobs/{job_id}",
+    status_code=204,
+    operation_id="deleteJob",
+    response_class=Response,
+    responses={204: {"description": "Deleted"}, **errors(401, 404)},
+)
+async def delete_job(job_id: JobId, ctx: ServicesDep, client_id: ClientId) -> Response:
+    """Delete a job and its images, whatever its state (a running conversion is dropped)."""
+    uid = _parse_id(job_id)
+    await run_in_threadpool(services.remove_job, ctx, client_id, uid)
     return Response(status_code=204)

@@ -11,7 +11,7 @@ from kombu.exceptions import KombuError
 from starlette.concurrency import run_in_threadpool
 
 from imgconv_api.deps import ClientId, StateDep
-from imgconv_api.schemas import ERROR_RESPONSES, Limits, Stats
+from imgconv_api.schemas import Limits, Stats, errors
 from imgconv_core.db.job_store import count_by_status
 from imgconv_core.images.formats import ImageFormat
 
@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 STATS_TTL = 2.0
 
 
-@router.get("/stats", response_model=Stats, responses=ERROR_RESPONSES)
+@router.get("/stats", operation_id="getStats", response_model=Stats, responses=errors(401))
 async def get_stats(state: StateDep, _client: ClientId) -> Stats:
     """Queue depth, workers online, jobs by status (all clients, aggregates only) and limits."""
     cached = state.stats_cache.get("stats")
@@ -37,7 +37,7 @@ async def get_stats(state: StateDep, _client: ClientId) -> Stats:
         except (KombuError, ChannelError, OSError) as exc:
             log.warning("broker unavailable for stats: %s", exc)
             depth = workers = None
-        with state.reads() as tx:
+        with state.services.reads() as tx:
             by_status = count_by_status(tx)
         settings = state.settings
         return Stats(

@@ -2,90 +2,45 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
+import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, Protocol, cast
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol, TypeAlias
 
 from sqlalchemy import Select, delete, func, insert, select, text, tuple_, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
 from imgconv_core import status_cache
 from imgconv_core.db.models import Client, IdempotencyKey, Job
 from imgconv_core.errors import InvalidRequest
-from imgconv_core.jobs import JobError, JobStatus, JobView, job_links
+from imgconv_core.jobs import LIVE_STATUSES, JobError, JobStatus, JobView
 from imgconv_core.processing import moved_to
 from imgconv_core.storage import BlobStore, blob_key
 from imgconv_core.tokens import IssuedToken
 
+# A job as read from the database: a `Job`, or a row of `VIEW_COLUMNS` / `STORED_COLUMNS`.
+JobRow: TypeAlias = Any
 
-class JobRecord(Protocol):
-    """What `job_view` reads: a Job, or a row of the columns in `VIEW_COLUMNS`."""
-
-    id: uuid.UUID
-    status: str
-    filename: str
-    source_format: str
-    target_format: str
-    options: dict[str, Any]
-    source_bytes: int
-    result_bytes: int | None
-    width: int | None
-    height: int | None
-    source_width: int
-    source_height: int
-    attempts: int
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-    error_code: str | None
-    error_message: str | None
-
-
-VIEW_COLUMNS = [getattr(Job, name) for name in JobRecord.__annotations__]
-
-
-class StoredJob(JobRecord, Protocol):
-    """A job as the API caches it: its view plus the owner and version (a Job, or a row)."""
-
-    client_id: uuid.UUID
-    version: int
-
-
+# `JobView` declares the public fields; each is read from the column of the same name, except
+# `error`, which is made of two columns.
+VIEW_FIELDS = tuple(name for name in JobView.model_fields if name != "error")
+VIEW_COLUMNS = [*(getattr(Job, name) for name in VIEW_FIELDS), Job.error_code, Job.error_message]
+# What the status cache needs besides the view: the owner and the version (the poll ETag).
 STORED_COLUMNS = [*VIEW_COLUMNS, Job.client_id, Job.version]
 
 
-def job_view(job: JobRecord) -> JobView:
+def job_view(job: JobRow) -> JobView:
     """The public representation of a job row."""
-    error = None
-    if job.error_code is not None:
-        error = JobError(code=job.error_code, message=job.error_message or "")
-    return JobView(
-        id=job.id,
-        status=JobStatus(job.status),
-        filename=job.filename,
-        source_format=job.source_format,
-        target_format=job.target_format,
-        options=job.options,
-        source_bytes=job.source_bytes,
-        result_bytes=job.result_bytes,
-        width=job.width,
-        height=job.height,
-        source_width=job.source_width,
-        source_height=job.source_height,
-        attempts=job.attempts,
-        created_at=job.created_at,
-        started_at=job.started_at,
-        finished_at=job.finished_at,
-        error=error,
-        links=job_links(job.id),
-    )
+    values = {name: getattr(job, name) for name in VIEW_FIELDS}
+    code = job.error_code
+    values["error"] = None if code is None else JobError(code=code, message=job.error_message or "")
+    return JobView.model_validate(values)
 
 
-def cache_entry(job: StoredJob) -> bytes:
+def cache_entry(job: JobRow) -> bytes:
     """The job's status cache entry: its view, owner and version, encoded once."""
     return status_cache.encode_entry(job.client_id, job_view(job), job.version)
 
@@ -95,12 +50,22 @@ def create_client(tx: Session, issued: IssuedToken) -> None:
     tx.add(Client(id=issued.client_id, token_hash=issued.token_hash))
 
 
+class SourceFile(Protocol):
+    """An uploaded file to store: its size and its bytes (in memory or in a temporary file)."""
+
+    @property
+    def size(self) -> int: ...
+
+    def read_all(self) -> bytes:
+        """The whole content."""
+
+
 @dataclass(frozen=True)
 class NewJob:
     """A validated upload, ready to be stored."""
 
     filename: str
-    data: bytes
+    source: SourceFile
     source_format: str
     source_mime: str
     width: int
@@ -113,7 +78,11 @@ class NewJob:
 # Built once: a plain Core INSERT keeps its compiled form cached (the ORM unit of work costs
 # twice the CPU on the upload path). Several files go in one multi-row statement.
 _INSERT_JOBS = insert(Job).returning(*STORED_COLUMNS, sort_by_parameter_order=True)
-_INSERT_IDEMPOTENCY_KEY = insert(IdempotencyKey)
+# A key another upload holds is left alone: it answers no row, and the caller replays that
+# upload. The INSERT waits for the other upload's transaction, so it sees its outcome.
+_INSERT_IDEMPOTENCY_KEY = (
+    pg_insert(IdempotencyKey).on_conflict_do_nothing().returning(IdempotencyKey.key)
+)
 
 
 def insert_jobs(
@@ -122,12 +91,13 @@ def insert_jobs(
     client_id: uuid.UUID,
     new_jobs: Sequence[NewJob],
     idempotency: tuple[str, str] | None = None,
-) -> list[StoredJob]:
-    """Store the jobs and their source images in the caller's transaction (all or nothing)."""
+) -> list[JobRow] | None:
+    """Store the jobs and their source images in the caller's transaction (all or nothing);
+    None, with nothing written, if another upload holds the `(key, fingerprint)` idempotency."""
     conn = tx.connection()
     if idempotency is not None:
         key, fingerprint = idempotency
-        conn.execute(
+        taken = conn.execute(
             _INSERT_IDEMPOTENCY_KEY,
             {
                 "client_id": client_id,
@@ -135,7 +105,9 @@ def insert_jobs(
                 "fingerprint": fingerprint,
                 "job_ids": [new.id for new in new_jobs],
             },
-        )
+        ).first()
+        if taken is None:
+            return None
     # Rows before blobs: a constraint error aborts before the big writes.
     rows = conn.execute(
         _INSERT_JOBS,
@@ -150,7 +122,7 @@ def insert_jobs(
                 "source_mime": new.source_mime,
                 "target_format": new.target_format,
                 "options": new.options,
-                "source_bytes": len(new.data),
+                "source_bytes": new.source.size,
                 "source_width": new.width,
                 "source_height": new.height,
                 "attempts": 0,
@@ -158,26 +130,45 @@ def insert_jobs(
             for new in new_jobs
         ],
     ).all()
+    # One file's bytes in memory at a time.
     for new in new_jobs:
-        store.put(tx, blob_key(new.id, "source"), new.data, new.source_mime)
-    return cast(list[StoredJob], rows)
+        store.put(tx, blob_key(new.id, "source"), new.source.read_all(), new.source_mime)
+    return list(rows)
 
 
-def find_idempotent_upload(
-    tx: Session, client_id: uuid.UUID, key: str
-) -> tuple[str, list[StoredJob]] | None:
-    """The fingerprint and jobs of an earlier upload with this Idempotency-Key, if any."""
+@dataclass(frozen=True)
+class EarlierUpload:
+    """An upload made with an Idempotency-Key: what it was bound to and its jobs still stored."""
+
+    fingerprint: str
+    job_count: int
+    jobs: list[JobRow]
+
+
+def find_idempotent_upload(tx: Session, client_id: uuid.UUID, key: str) -> EarlierUpload | None:
+    """The earlier upload with this Idempotency-Key, if any."""
     row = tx.get(IdempotencyKey, (client_id, key))
     if row is None:
         return None
     rows = tx.execute(select(*STORED_COLUMNS).where(Job.id.in_(row.job_ids))).all()
-    by_id = {job.id: cast(StoredJob, job) for job in rows}
-    return row.fingerprint, [by_id[i] for i in row.job_ids if i in by_id]
+    by_id = {job.id: job for job in rows}
+    jobs = [by_id[i] for i in row.job_ids if i in by_id]
+    return EarlierUpload(row.fingerprint, len(row.job_ids), jobs)
 
 
 def get_job(tx: Session, job_id: uuid.UUID) -> Job | None:
     """A job by id, whoever owns it."""
     return tx.get(Job, job_id)
+
+
+def lock_job(tx: Session, job_id: uuid.UUID) -> Job | None:
+    """A job by id, its row locked until the transaction ends (a worker's change waits)."""
+    return tx.scalars(
+        select(Job)
+        .where(Job.id == job_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).one_or_none()
 
 
 def mark_enqueued(tx: Session, job_ids: Sequence[uuid.UUID], *, again: bool = False) -> None:
@@ -192,20 +183,25 @@ def mark_enqueued(tx: Session, job_ids: Sequence[uuid.UUID], *, again: bool = Fa
     tx.execute(query.values(enqueued_at=func.now()))
 
 
-def encode_cursor(job: JobRecord) -> str:
-    """An opaque keyset cursor pointing after `job`."""
-    raw = f"{job.created_at.isoformat()}|{job.id}".encode()
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+# A cursor is `<created_at in microseconds since 1970>-<job id in hex>`: every string of that
+# shape is a valid cursor (the OpenAPI document gives the pattern), none needs decoding tricks.
+CURSOR_PATTERN = r"^[0-9]{1,17}-[0-9a-f]{32}$"
+_CURSOR = re.compile(CURSOR_PATTERN)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def encode_cursor(job: JobRow) -> str:
+    """A keyset cursor pointing after `job`."""
+    return f"{(job.created_at - _EPOCH) // _MICROSECOND}-{job.id.hex}"
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    """The (created_at, id) key of a cursor; InvalidRequest if it is not one of ours."""
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        created, job_id = raw.split("|")
-        return datetime.fromisoformat(created), uuid.UUID(job_id)
-    except (binascii.Error, ValueError, UnicodeDecodeError) as exc:
-        raise InvalidRequest("cursor is not valid; use next_cursor from a previous page") from exc
+    """The (created_at, id) key of a cursor; InvalidRequest if it is not one."""
+    if not _CURSOR.fullmatch(cursor):
+        raise InvalidRequest("cursor is not valid; use next_cursor from a previous page")
+    micros, job_id = cursor.split("-")
+    return _EPOCH + int(micros) * _MICROSECOND, uuid.UUID(hex=job_id)
 
 
 def list_query(
@@ -227,31 +223,31 @@ def list_query(
     return query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)
 
 
-def page_of(rows: Sequence[Any], limit: int) -> tuple[list[JobRecord], str | None]:
+def page_of(rows: Sequence[JobRow], limit: int) -> tuple[list[JobRow], str | None]:
     """The jobs of a page and the cursor of the next one (None on the last page)."""
-    jobs = cast(list[JobRecord], list(rows))
+    jobs = list(rows)
     next_cursor = encode_cursor(jobs[limit - 1]) if len(jobs) > limit else None
     return jobs[:limit], next_cursor
 
 
 def cancel_job(tx: Session, store: BlobStore, job: Job) -> Job:
-    """Cancel a queued/processing job and delete its images; the job row stays, `canceled`."""
-    row = tx.execute(
+    """Cancel a job locked by `lock_job` and delete its images; a finished job is left as it
+    is. The job row stays, `canceled`."""
+    if JobStatus(job.status).is_terminal:
+        return job
+    canceled = tx.scalars(
         update(Job)
-        .where(Job.id == job.id, Job.status.in_([JobStatus.QUEUED, JobStatus.PROCESSING]))
+        .where(Job.id == job.id, Job.status.in_(LIVE_STATUSES))
         .values(moved_to(JobStatus.CANCELED))
         .returning(Job)
         .execution_options(populate_existing=True)
-    ).scalar_one_or_none()
+    ).one()
     store.delete(tx, [blob_key(job.id, "source"), blob_key(job.id, "result")])
-    if row is None:  # it finished meanwhile: the caller deletes it as a terminal job
-        tx.refresh(job)
-        return job
-    return row
+    return canceled
 
 
 def delete_job(tx: Session, store: BlobStore, job_id: uuid.UUID) -> None:
-    """Delete a finished job and its images."""
+    """Delete a job and its images (a worker converting it finds it gone and stores nothing)."""
     store.delete(tx, [blob_key(job_id, "source"), blob_key(job_id, "result")])
     tx.execute(delete(Job).where(Job.id == job_id))
 
@@ -265,17 +261,12 @@ def count_by_status(tx: Session) -> dict[str, int]:
     return counts
 
 
-class ChangedJob(StoredJob, Protocol):
-    """A stored job with the time of its last change (the cache healer's cursor)."""
-
-    updated_at: datetime
-
-
 def jobs_changed_since(
     tx: Session, since: datetime, *, after: uuid.UUID | None = None, limit: int = 5000
-) -> list[ChangedJob]:
+) -> list[JobRow]:
     """Jobs changed at or after `since` (with `after`: past the job `after` changed at
-    `since`), oldest change first: the cache healer's work, as plain rows, not ORM objects."""
+    `since`), oldest change first, with their `updated_at`: the cache healer's work, as plain
+    rows, not ORM objects."""
     changed = (
         Job.updated_at >= since
         if after is None
@@ -287,4 +278,4 @@ def jobs_changed_since(
         .order_by(Job.updated_at, Job.id)
         .limit(limit)
     ).all()
-    return cast(list[ChangedJob], rows)
+    return list(rows)

@@ -39,19 +39,14 @@ export function useJobActions(job: Job) {
     mutationFn: async () => {
       const api = getApiClient();
       try {
+        // A running job is canceled and stays listed with its final state; a finished one goes.
+        if (!isTerminal(job.status)) return await api.cancelJob(job.id);
         await api.deleteJob(job.id);
       } catch (error) {
         // Already gone is what we wanted.
         if (!(error instanceof ApiError && error.status === 404)) throw error;
-        return null;
       }
-      if (isTerminal(job.status)) return null;
-      // A canceled job stays listed: show its final state without waiting for the next poll.
-      try {
-        return await api.getJob(job.id);
-      } catch {
-        return null;
-      }
+      return null;
     },
     onSuccess: (updated) => {
       if (updated) {

@@ -169,7 +169,12 @@ export class ApiClient {
     return this.json<Job>(`${API_PREFIX}/jobs/${encodeURIComponent(id)}`, { signal });
   }
 
-  /** Cancel a running job or delete a finished one (`DELETE /jobs/{id}`). */
+  /** Cancel a queued or processing job; answers the job (`canceled`, or as it finished). */
+  cancelJob(id: string): Promise<Job> {
+    return this.json<Job>(`${API_PREFIX}/jobs/${encodeURIComponent(id)}/cancel`, { method: 'POST' });
+  }
+
+  /** Delete a job and its images, whatever its state (`DELETE /jobs/{id}`). */
   async deleteJob(id: string): Promise<void> {
     await this.request(`${API_PREFIX}/jobs/${encodeURIComponent(id)}`, { method: 'DELETE' });
   }

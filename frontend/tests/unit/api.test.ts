@@ -48,6 +48,22 @@ describe('ApiClient', () => {
     expect(seen).toEqual(['Bearer old', 'Bearer new']);
   });
 
+  it('cancels with POST /jobs/{id}/cancel and deletes with DELETE /jobs/{id}', async () => {
+    const calls: string[] = [];
+    const client = new ApiClient({
+      storage: memoryTokenStorage('tok'),
+      fetch: async (input, init) => {
+        calls.push(`${init?.method ?? 'GET'} ${String(input)}`);
+        if (String(input).endsWith('/cancel')) return Response.json({ id: 'j1', status: 'canceled' });
+        return new Response(null, { status: 204 });
+      },
+    });
+    const canceled = await client.cancelJob('j1');
+    await client.deleteJob('j1');
+    expect(canceled.status).toBe('canceled');
+    expect(calls).toEqual(['POST /api/v1/jobs/j1/cancel', 'DELETE /api/v1/jobs/j1']);
+  });
+
   it('turns error bodies into ApiErrors with code, message and Retry-After', () => {
     const error = apiErrorFromBody(429, JSON.stringify({ error: { code: 'rate_limited', message: 'Slow down' } }), '3');
     expect([error.status, error.code, error.message, error.retryAfter]).toEqual([429, 'rate_limited', 'Slow down', 3]);
