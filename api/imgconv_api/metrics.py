@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -26,6 +26,15 @@ UPLOAD_REJECTIONS = Counter(
 PUBLISH_FAILURES = Counter(
     "imgconv_api_publish_failures_total",
     "Accepted jobs whose message could not be published at once (left to the sweeper)",
+)
+
+UPLOAD_BYTES_HELD = Gauge(
+    "imgconv_api_upload_bytes_held",
+    "Upload bytes this process holds, in memory and temporary files (IMGCONV_UPLOAD_BUDGET_BYTES)",
+)
+UPLOAD_BYTES_IN_MEMORY = Gauge(
+    "imgconv_api_upload_bytes_in_memory",
+    "Of those, the bytes held in memory (IMGCONV_UPLOAD_MEMORY_BYTES)",
 )
 
 

@@ -10,6 +10,7 @@ import redis.asyncio as aioredis
 from sqlalchemy import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from imgconv_api import metrics
 from imgconv_api.job_events import JobEventHub
 from imgconv_api.outbox_relay import OutboxRelay
 from imgconv_api.publisher import CeleryPublisher
@@ -79,6 +80,9 @@ class AppState:
             sweeper_thread = threading.Thread(
                 target=sweeper.run_forever, name="sweeper", daemon=True
             )
+        budget = UploadBudget(settings.upload_budget_bytes, settings.upload_memory_bytes)
+        metrics.UPLOAD_BYTES_HELD.set_function(lambda: budget.held)
+        metrics.UPLOAD_BYTES_IN_MEMORY.set_function(lambda: budget.in_memory)
         return cls(
             settings=settings,
             services=services,
@@ -89,7 +93,7 @@ class AppState:
             # Pub/sub blocks waiting for messages: no read timeout on that connection.
             events=JobEventHub(aioredis.Redis.from_url(url, socket_connect_timeout=1.0)),
             rate_limits=RateLimits(settings),
-            upload_budget=UploadBudget(settings.upload_budget_bytes, settings.upload_memory_bytes),
+            upload_budget=budget,
             publisher=publisher,
             background=Background(engine, outbox, sweeper, sweeper_thread),
         )

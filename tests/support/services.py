@@ -18,6 +18,8 @@ from pathlib import Path
 import httpx
 import psycopg
 
+from imgconv_api.http_server import HTTP_PROTOCOL
+
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
@@ -182,7 +184,11 @@ def start_api(stack: Stack, workers: int = 1, **extra: str) -> tuple[Process, st
     port = free_port()
     proc = spawn(
         "api",
-        [*uvicorn_command("imgconv_api.main:create_app", port, workers), "--factory"],
+        [
+            *uvicorn_command("imgconv_api.main:create_app", port, workers),
+            "--factory",
+            *("--http", HTTP_PROTOCOL),
+        ],
         stack.env(**extra),
         stack.log_dir,
     )
