@@ -13,6 +13,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from imgconv_api.errors import install_error_handlers
+from imgconv_api.memory import return_large_buffers
 from imgconv_api.metrics import MetricsMiddleware
 from imgconv_api.openapi import document_settings
 from imgconv_api.paths import API_PREFIX
@@ -37,6 +38,7 @@ class ImgconvApp(FastAPI):
 def create_app(settings: Settings | None = None, *, run_sweeper: bool = True) -> FastAPI:
     """Build the API; connections open in the lifespan, not at import."""
     settings = settings or get_settings()
+    return_large_buffers()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
 
     @asynccontextmanager

@@ -11,11 +11,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import re
 import tempfile
+import threading
 import unicodedata
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, BinaryIO
 
@@ -37,15 +40,34 @@ SPILL_BYTES = 1024 * 1024
 BUSY_RETRY_AFTER_SECONDS = 2
 
 
+def storing_cost(size: int) -> int:
+    """The memory storing a file of `size` bytes read back from disk takes: the bytes, and the
+    database driver's send buffer, which grows to the next power of two of its largest message
+    and stays so until the connection is closed (imgconv_core.db.session)."""
+    return size + (1 << max(size - 1, 0).bit_length())
+
+
 class UploadBudget:
-    """The upload bytes this process holds, all within `limit` (memory and temporary files) and
-    at most `memory_limit` of them in memory. Used from the event loop only."""
+    """The upload bytes this process holds.
+
+    - All of them (memory and temporary files) within `limit`: past it, `reserve` raises Busy.
+    - Half of `memory_limit` for files that stay in memory as they arrive (small ones, while
+      there is room; the others go to temporary files).
+    - The other half for uploads being inspected and stored: each holds `storing_cost` of its
+      largest file from a temporary file, until it is done; others wait for room.
+
+    `reserve`/`release` and the in-memory count are used from the event loop; the storing room
+    also from the threads that accept uploads.
+    """
 
     def __init__(self, limit: int, memory_limit: int) -> None:
         self.limit = limit
-        self.memory_limit = memory_limit
+        self.in_memory_limit = memory_limit // 2
+        self.storing_limit = memory_limit - self.in_memory_limit
         self.held = 0
         self.in_memory = 0
+        self.storing = 0
+        self._room = threading.Condition()
 
     def reserve(self, size: int) -> None:
         """Take `size` more bytes of the budget, or raise Busy."""
@@ -62,21 +84,42 @@ class UploadBudget:
 
     def keeps_in_memory(self, file_size: int, more: int) -> bool:
         """Whether a file of `file_size` bytes may stay in memory with `more` bytes added."""
-        return file_size + more <= SPILL_BYTES and self.in_memory + more <= self.memory_limit
+        return file_size + more <= SPILL_BYTES and self.in_memory + more <= self.in_memory_limit
+
+    def take_storing_room(self, size: int) -> int:
+        """Wait until `size` bytes of storing room are free and take them (a need larger than
+        the whole room takes all of it: such an upload is stored alone); returns what it took."""
+        size = min(size, self.storing_limit)
+        with self._room:
+            self._room.wait_for(lambda: self.storing + size <= self.storing_limit)
+            self.storing += size
+        return size
+
+    def give_storing_room(self, size: int) -> None:
+        """Give back what `take_storing_room` took."""
+        with self._room:
+            self.storing -= size
+            self._room.notify_all()
 
 
 class UploadedFile:
     """One file of an upload: in memory while the budget allows, else in a temporary file; its
     SHA-256 computed as it arrives when asked for."""
 
-    def __init__(self, index: int, filename: str, budget: UploadBudget, *, hashed: bool) -> None:
+    def __init__(self, index: int, filename: str, form: UploadForm, *, hashed: bool) -> None:
         self.index = index
         self.filename = filename
         self.size = 0
-        self._budget = budget
+        self._form = form
+        self._budget = form.budget
         self._memory = bytearray()
         self._disk: BinaryIO | None = None
         self._sha256 = hashlib.sha256() if hashed else None
+
+    @property
+    def spilled(self) -> bool:
+        """Whether the content is in a temporary file."""
+        return self._disk is not None
 
     def write(self, data: bytes | memoryview) -> None:
         """Append a piece of the content."""
@@ -100,16 +143,20 @@ class UploadedFile:
 
     def digest(self) -> bytes:
         """SHA-256 of the content."""
-        if self._sha256 is not None:
-            return self._sha256.digest()
-        return hashlib.sha256(self.read_all()).digest()
+        if self._sha256 is None:
+            with self.contents() as data:
+                self._sha256 = hashlib.sha256(data)
+        return self._sha256.digest()
 
-    def read_all(self) -> bytes:
-        """The whole content."""
+    @contextlib.contextmanager
+    def contents(self) -> Iterator[bytes]:
+        """The whole content while the block runs (may first wait for storing room)."""
         if self._disk is None:
-            return bytes(self._memory)
+            yield bytes(self._memory)  # counted already, as held in memory
+            return
+        self._form.take_storing_room()
         self._disk.seek(0)
-        return self._disk.read()
+        yield self._disk.read()
 
     def close(self) -> None:
         """Free the memory or temporary file."""
@@ -125,7 +172,15 @@ class UploadForm:
     files: list[UploadedFile]
     budget: UploadBudget
     held: int = 0  # bytes of the budget this upload holds
+    storing_room: int = 0  # bytes of the budget's storing room it holds
     closed: bool = field(default=False)
+
+    def take_storing_room(self) -> None:
+        """Hold room to store the files from temporary files until the form is closed (from the
+        thread that accepts the upload; the first file read back waits for it)."""
+        if not self.storing_room:
+            largest = max((file.size for file in self.files if file.spilled), default=0)
+            self.storing_room = self.budget.take_storing_room(storing_cost(largest))
 
     def close(self) -> None:
         """Free the files and give their bytes back to the budget."""
@@ -135,6 +190,8 @@ class UploadForm:
         for file in self.files:
             file.close()
         self.budget.release(self.held)
+        if self.storing_room:
+            self.budget.give_storing_room(self.storing_room)
 
 
 def safe_filename(raw: str, fallback: str) -> str:
@@ -201,7 +258,7 @@ class _FormCollector:
             filename = safe_filename(
                 options[b"filename"].decode("utf-8", "replace"), f"file-{index + 1}"
             )
-            self._file = UploadedFile(index, filename, self.form.budget, hashed=self.hashed)
+            self._file = UploadedFile(index, filename, self.form, hashed=self.hashed)
             self.form.files.append(self._file)
         else:
             if len(self.form.fields) >= MAX_FIELDS:

@@ -67,7 +67,7 @@ class Settings(BaseSettings):
     body_timeout_seconds: float = Field(default=30, gt=0)
     body_min_bytes_per_second: float = Field(default=4096, gt=0)
     upload_budget_bytes: int = Field(default=1024 * 1024 * 1024, ge=1)
-    upload_memory_bytes: int = Field(default=64 * 1024 * 1024, ge=0)
+    upload_memory_bytes: int = Field(default=128 * 1024 * 1024, ge=0)
 
     # API
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)

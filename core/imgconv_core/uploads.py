@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -12,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from imgconv_core.db.job_store import NewJob
 from imgconv_core.errors import EmptyFile, ImgconvError, InvalidFiles, InvalidRequest
 from imgconv_core.images.formats import ImageFormat, parse_target_format
-from imgconv_core.images.inspect import ImageLimits, inspect_image
+from imgconv_core.images.inspect import ImageInfo, ImageLimits, inspect_image
 
 MAX_DIMENSION = 65_535
 
@@ -76,10 +77,11 @@ class UploadFile(Protocol):
     def size(self) -> int: ...
 
     def digest(self) -> bytes:
-        """SHA-256 of the content (computed while it arrived)."""
+        """SHA-256 of the content."""
 
-    def read_all(self) -> bytes:
-        """The whole content."""
+    def contents(self) -> AbstractContextManager[bytes]:
+        """The whole content, for the duration of the `with` block (may wait: the process
+        bounds how many bytes are read out at once)."""
 
 
 class Upload(Protocol):
@@ -107,9 +109,7 @@ def prepare_jobs(
     causes: list[ImgconvError] = []
     for upload in files:
         try:
-            if not upload.size:
-                raise EmptyFile("the file is empty")
-            info = inspect_image(upload.read_all(), limits)
+            info = _inspect(upload, limits)
         except ImgconvError as exc:
             causes.append(exc)
             problems.append(
@@ -141,6 +141,14 @@ def prepare_jobs(
             details=problems,
         )
     return jobs
+
+
+def _inspect(upload: UploadFile, limits: ImageLimits) -> ImageInfo:
+    if not upload.size:
+        raise EmptyFile("the file is empty")
+    # The bytes go with this frame.
+    with upload.contents() as data:
+        return inspect_image(data, limits)
 
 
 def upload_fingerprint(request: ConversionRequest, files: Sequence[UploadFile]) -> str:

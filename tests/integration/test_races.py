@@ -4,6 +4,7 @@ waiting on that lock, and only then lets the other side commit."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import threading
 import uuid
@@ -197,8 +198,9 @@ class SentFile:
     def digest(self) -> bytes:
         return hashlib.sha256(self.data).digest()
 
-    def read_all(self) -> bytes:
-        return self.data
+    @contextlib.contextmanager
+    def contents(self) -> Iterator[bytes]:
+        yield self.data
 
 
 @pytest.mark.parametrize("first_upload", ["commits", "rolls back"])

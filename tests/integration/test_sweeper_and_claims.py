@@ -3,6 +3,7 @@ RabbitMQ."""
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import time
 import uuid
@@ -78,8 +79,9 @@ class BytesSource:
     def size(self) -> int:
         return len(self.data)
 
-    def read_all(self) -> bytes:
-        return self.data
+    @contextlib.contextmanager
+    def contents(self) -> Iterator[bytes]:
+        yield self.data
 
 
 def new_job(env: Env) -> job_store.JobRow:

@@ -4,41 +4,60 @@ process's budget; and when a slow body is cut off."""
 from __future__ import annotations
 
 import hashlib
+import threading
 
 import pytest
 
-from imgconv_api.uploads import SPILL_BYTES, UploadBudget, UploadedFile, body_deadline
+from imgconv_api.uploads import (
+    SPILL_BYTES,
+    UploadBudget,
+    UploadedFile,
+    UploadForm,
+    body_deadline,
+    storing_cost,
+)
 from imgconv_core.errors import Busy
 from imgconv_core.settings import Settings
 
 
+def form_of(budget: UploadBudget, files: int) -> UploadForm:
+    form = UploadForm(fields={}, files=[], budget=budget)
+    for index in range(files):
+        form.files.append(UploadedFile(index, f"{index}.png", form, hashed=index == 0))
+    return form
+
+
 def test_a_small_file_stays_in_memory_and_a_large_one_spills() -> None:
-    budget = UploadBudget(limit=10 * SPILL_BYTES, memory_limit=4 * SPILL_BYTES)
-    small, large = (UploadedFile(i, f"{i}.png", budget, hashed=True) for i in range(2))
+    budget = UploadBudget(limit=10 * SPILL_BYTES, memory_limit=100 * SPILL_BYTES)
+    form = form_of(budget, 2)
+    small, large = form.files
     small.write(b"a" * 1000)
     assert budget.in_memory == 1000
     chunk = b"b" * (SPILL_BYTES // 2)
     for _ in range(3):
         large.write(chunk)
-    assert budget.in_memory == 1000  # the large file went to disk with its first bytes
-    assert large.read_all() == chunk * 3
-    assert large.size == 3 * len(chunk)
+    assert (small.spilled, large.spilled) == (False, True)
+    assert budget.in_memory == 1000  # the large file took its first bytes along to disk
+    with large.contents() as data:
+        assert data == chunk * 3
+    assert budget.storing == storing_cost(len(chunk) * 3)  # held until the upload is done
     assert large.digest() == hashlib.sha256(chunk * 3).digest()
-    small.close()
-    large.close()
-    assert budget.in_memory == 0
+    form.close()
+    assert (budget.in_memory, budget.storing) == (0, 0)
 
 
 def test_files_spill_once_the_process_holds_its_memory_share() -> None:
-    budget = UploadBudget(limit=100 * SPILL_BYTES, memory_limit=3000)
-    files = [UploadedFile(i, "f", budget, hashed=False) for i in range(3)]
-    for file in files:
+    budget = UploadBudget(limit=100 * SPILL_BYTES, memory_limit=6000)  # 3000 for arriving files
+    form = form_of(budget, 3)
+    for file in form.files:
         file.write(b"x" * 1200)
     assert budget.in_memory == 2400  # the third did not fit next to the first two
-    assert [f.read_all() for f in files] == [b"x" * 1200] * 3
-    assert files[2].digest() == hashlib.sha256(b"x" * 1200).digest()  # computed on demand
-    for file in files:
-        file.close()
+    assert [file.spilled for file in form.files] == [False, False, True]
+    for file in form.files:
+        with file.contents() as data:
+            assert data == b"x" * 1200
+    assert form.files[2].digest() == hashlib.sha256(b"x" * 1200).digest()  # computed on demand
+    form.close()
     assert budget.in_memory == 0
 
 
@@ -51,6 +70,37 @@ def test_the_budget_refuses_what_it_cannot_hold() -> None:
     budget.reserve(400)
     budget.release(1000)
     budget.reserve(1000)
+
+
+def test_storing_costs_the_bytes_and_the_drivers_send_buffer() -> None:
+    assert storing_cost(19 * 2**20) == 19 * 2**20 + 32 * 2**20
+    assert storing_cost(16 * 2**20) == 32 * 2**20
+    assert storing_cost(0) == 1
+
+
+def test_uploads_wait_for_room_to_be_stored() -> None:
+    budget = UploadBudget(limit=100 * SPILL_BYTES, memory_limit=2 * 3 * SPILL_BYTES)
+    first, second = form_of(budget, 1), form_of(budget, 1)
+    for form in (first, second):
+        form.files[0].write(b"y" * (SPILL_BYTES + 1))  # past the spill size: on disk
+    order: list[str] = []
+
+    def store_second() -> None:
+        with second.files[0].contents():
+            order.append("second stored")
+
+    with first.files[0].contents():
+        order.append("first stored")
+    waiting = threading.Thread(target=store_second)
+    waiting.start()
+    waiting.join(0.5)
+    assert waiting.is_alive()  # the first upload holds the room until it is done
+    order.append("first done")
+    first.close()
+    waiting.join(5)
+    assert order == ["first stored", "first done", "second stored"]
+    second.close()
+    assert budget.storing == 0
 
 
 def test_a_body_must_keep_coming_and_keep_a_minimum_rate() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, TypeAlias
@@ -56,8 +57,9 @@ class SourceFile(Protocol):
     @property
     def size(self) -> int: ...
 
-    def read_all(self) -> bytes:
-        """The whole content."""
+    def contents(self) -> AbstractContextManager[bytes]:
+        """The whole content, for the duration of the `with` block (the process bounds how
+        many bytes are read out at once, so this may wait)."""
 
 
 @dataclass(frozen=True)
@@ -130,10 +132,15 @@ def insert_jobs(
             for new in new_jobs
         ],
     ).all()
-    # One file's bytes in memory at a time.
     for new in new_jobs:
-        store.put(tx, blob_key(new.id, "source"), new.source.read_all(), new.source_mime)
+        _store_source(tx, store, new)
     return list(rows)
+
+
+def _store_source(tx: Session, store: BlobStore, new: NewJob) -> None:
+    # One file's bytes in memory at a time, released with this frame.
+    with new.source.contents() as data:
+        store.put(tx, blob_key(new.id, "source"), data, new.source_mime)
 
 
 @dataclass(frozen=True)

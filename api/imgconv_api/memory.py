@@ -1,0 +1,35 @@
+"""Large buffers go straight back to the operating system when freed.
+
+glibc raises its mmap threshold each time a large block is freed (up to 32 MiB), so after the
+first large upload, 20 MiB buffers come from per-thread malloc arenas, which keep the memory: an
+API process would grow by about one large file per thread that ever handled one. A fixed
+threshold keeps every block over it in its own mapping, unmapped on free.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import logging
+
+log = logging.getLogger(__name__)
+
+M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
+MMAP_THRESHOLD_BYTES = 1024 * 1024
+
+
+def return_large_buffers() -> bool:
+    """Fix glibc's mmap threshold (no-op elsewhere); whether it was set."""
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return False
+    try:
+        mallopt = ctypes.CDLL(name).mallopt
+    except (OSError, AttributeError):  # not glibc (musl, macOS)
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    mallopt.restype = ctypes.c_int
+    done = bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES))
+    if not done:
+        log.warning("could not set the malloc mmap threshold; large uploads may grow memory")
+    return done
