@@ -19,7 +19,6 @@ from imgconv_operator.scaling import (
     StepPolicy,
     decide,
     decide_on_error,
-    deletion_costs,
     estimate_rates,
     plan_scale_down,
     recommend,
@@ -228,11 +227,6 @@ def test_rates_from_cumulative_counters() -> None:
     third = estimate_rates(second.history, CounterReading(20, 3, 1), 30)
     assert third.arrival is None
     assert len(third.history) == 1
-
-
-def test_deletion_costs_make_idle_pods_go_first() -> None:
-    costs = deletion_costs([PodLoad("a", 0), PodLoad("b", 2), PodLoad("c", None)])
-    assert costs["a"] < costs["c"] < costs["b"]
 
 
 # ---- properties -------------------------------------------------------------------------
