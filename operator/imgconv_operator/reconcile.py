@@ -3,7 +3,8 @@
 Every scaling decision is a pure function in scaling.py, and the simulator in bench/autoscale
 calls the same ones. This module reads the queue and the pods, calls those functions in order
 and acts on what they return. A reconcile returns its outcome (status, the state for the next
-reconcile, events) instead of keeping it; only the broker connections live on in Connections.
+reconcile, events) instead of keeping it; only the broker connections, and the workers they
+stopped for a scale-down, live on in Connections.
 """
 
 from __future__ import annotations
