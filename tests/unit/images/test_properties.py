@@ -13,8 +13,7 @@ from imgconv_core.errors import ImgconvError
 from imgconv_core.images.convert import ConversionOptions, convert_image, fit_within
 from imgconv_core.images.formats import ImageFormat
 from imgconv_core.images.inspect import inspect_image
-
-from .factories import LIMITS, encode, quadrants
+from tests.support.images import LIMITS, encode, quadrants
 
 # Mode -> containers that store that mode natively.
 CONTAINERS: dict[str, list[str]] = {
