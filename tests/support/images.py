@@ -218,10 +218,16 @@ def gif_with_frame_extent(screen: tuple[int, int], frames: list[tuple[int, int]]
     return out + b";"
 
 
-def gif_from_frames(screen: tuple[int, int], frames: list[Image.Image]) -> bytes:
-    """An animated GIF with the given logical screen; frames may extend past it."""
+def gif_from_frames(
+    screen: tuple[int, int], frames: list[Image.Image], *, first_without_colours: bool = False
+) -> bytes:
+    """An animated GIF with the given logical screen; frames may extend past it.
+
+    The file has no global colour table; `first_without_colours` drops the first frame's
+    local one too (a damaged file: Pillow decodes that frame as greyscale).
+    """
     out = b"GIF89a" + struct.pack("<HHBBB", *screen, 0, 0, 0)
-    for frame in frames:
+    for index, frame in enumerate(frames):
         single = encode(frame.convert("P", palette=Image.Palette.ADAPTIVE), "GIF")
         flags = single[10]
         table = single[13 : 13 + (3 << ((flags & 7) + 1))] if flags & 0x80 else b""
@@ -232,6 +238,46 @@ def gif_from_frames(screen: tuple[int, int], frames: list[Image.Image]) -> bytes
                 pos += single[pos] + 1
             pos += 1
         assert single[pos] == 0x2C
-        descriptor = single[pos : pos + 9] + bytes([0x80 | (flags & 7)])
+        if index == 0 and first_without_colours:
+            table = b""
+        descriptor = single[pos : pos + 9] + bytes([0x80 | (flags & 7) if table else 0])
         out += b"!\xf9\x04\x00\x0a\x00\x00\x00" + descriptor + table + single[pos + 10 : -1]
     return out + b";"
+
+
+def _tiff_entry(data: bytes, page: int, tag: int) -> int:
+    """Offset of a tag's 12-byte entry in a little-endian TIFF's directory of `page`."""
+    assert data[:4] == b"II*\x00"
+    ifd: int = struct.unpack_from("<I", data, 4)[0]
+    for _ in range(page):
+        (entries,) = struct.unpack_from("<H", data, ifd)
+        ifd = struct.unpack_from("<I", data, ifd + 2 + 12 * entries)[0]
+    (entries,) = struct.unpack_from("<H", data, ifd)
+    for i in range(entries):
+        entry = ifd + 2 + 12 * i
+        if struct.unpack_from("<H", data, entry)[0] == tag:
+            return entry
+    raise AssertionError(f"page {page} has no tag {tag}")
+
+
+def tiff_with_tag_value(data: bytes, page: int, tag: int, value: int) -> bytes:
+    """The TIFF with one SHORT tag of one page set to `value` (Pillow writes uncompressed)."""
+    patched = bytearray(data)
+    entry = _tiff_entry(data, page, tag)
+    assert struct.unpack_from("<HI", data, entry + 2) == (3, 1)  # one SHORT, stored inline
+    struct.pack_into("<H", patched, entry + 8, value)
+    return bytes(patched)
+
+
+def tiff_without_tag(data: bytes, page: int, tag: int) -> bytes:
+    """The TIFF with one tag of one page renamed to a private tag nobody reads."""
+    patched = bytearray(data)
+    struct.pack_into("<H", patched, _tiff_entry(data, page, tag), 65_000)
+    return bytes(patched)
+
+
+def tiff_with_associated_alpha(im: Image.Image) -> bytes:
+    """An uncompressed TIFF of an LA or RGBA image whose alpha is marked premultiplied."""
+    # Pillow writes alpha as unassociated (ExtraSamples = 2); associated is 1, which Pillow
+    # decodes as mode La (greyscale) or unpremultiplies to RGBA.
+    return tiff_with_tag_value(encode(im, "TIFF"), 0, 338, 1)
