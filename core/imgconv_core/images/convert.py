@@ -11,10 +11,10 @@ from PIL import Image
 from imgconv_core.errors import InvalidRequest, UnsupportedFormat
 from imgconv_core.images.colour import has_alpha
 from imgconv_core.images.formats import ImageFormat
-from imgconv_core.images.frames import convert_frames, fit_within
+from imgconv_core.images.frames import ConvertedFrames, convert_frames, fit_within
 from imgconv_core.images.inspect import ImageLimits, open_image
 from imgconv_core.images.metadata import detached, strip_info
-from imgconv_core.images.profiles import PROFILES, Frames
+from imgconv_core.images.profiles import PROFILES, FormatProfile, Frames
 
 __all__ = ["ConversionOptions", "ConvertedImage", "convert_image", "fit_within"]
 
@@ -52,6 +52,32 @@ def _check_options(options: ConversionOptions) -> None:
 
 # What a writer raises when it refuses a value we passed on from the source (EXIF tags).
 _WRITER_REFUSED = (ValueError, OSError)
+
+
+def _save_options(
+    profile: FormatProfile,
+    quality: int | None,
+    converted: ConvertedFrames,
+    keep_frames: bool,
+    loop: object,
+) -> dict[str, Any]:
+    """The writer's options: the profile's, the job's quality, metadata and animation."""
+    kwargs = profile.save_kwargs(quality)
+    if converted.icc and profile.metadata:
+        kwargs["icc_profile"] = converted.icc
+    if converted.exif is not None:
+        kwargs["exif"] = converted.exif
+    if keep_frames:
+        kwargs["save_all"] = True
+        kwargs["append_images"] = converted.frames[1:]
+        if profile.frames is Frames.ANIMATION:
+            kwargs["duration"] = [profile.frame_ms(ms) for ms in converted.durations]
+            if isinstance(loop, int):
+                cap = profile.max_loop_count
+                kwargs["loop"] = loop if cap is None else min(loop, cap)
+            elif profile.loop_when_unset is not None:
+                kwargs["loop"] = profile.loop_when_unset
+    return kwargs
 
 
 def _encode(im: Image.Image, pillow_name: str, kwargs: dict[str, Any]) -> bytes:
@@ -98,23 +124,7 @@ def convert_image(data: bytes, options: ConversionOptions, limits: ImageLimits) 
         first = detached(frames[0])
         for frame in (first, *frames[1:]):
             strip_info(frame)
-        kwargs = profile.save_kwargs(options.quality)
-        if converted.icc and profile.metadata:
-            kwargs["icc_profile"] = converted.icc
-        if converted.exif is not None:
-            kwargs["exif"] = converted.exif
-        animated_alpha = False
-        if keep_frames:
-            kwargs["save_all"] = True
-            kwargs["append_images"] = frames[1:]
-            if profile.frames is Frames.ANIMATION:
-                kwargs["duration"] = [profile.frame_ms(ms) for ms in converted.durations]
-                if isinstance(loop, int):
-                    cap = profile.max_loop_count
-                    kwargs["loop"] = loop if cap is None else min(loop, cap)
-                elif profile.loop_when_unset is not None:
-                    kwargs["loop"] = profile.loop_when_unset
-            animated_alpha = any(has_alpha(f) for f in frames)
+        kwargs = _save_options(profile, options.quality, converted, keep_frames, loop)
         try:
             encoded = _encode(first, profile.pillow_name, kwargs)
         except _WRITER_REFUSED:
@@ -124,7 +134,7 @@ def convert_image(data: bytes, options: ConversionOptions, limits: ImageLimits) 
             # Pillow's serialiser but not libtiff's checks: the pixels matter more.
             del kwargs["exif"]
             encoded = _encode(first, profile.pillow_name, kwargs)
-        if animated_alpha and profile.fix_animated_alpha is not None:
+        if keep_frames and profile.fix_animated_alpha and any(has_alpha(f) for f in frames):
             encoded = profile.fix_animated_alpha(encoded)
     return ConvertedImage(
         data=encoded,
