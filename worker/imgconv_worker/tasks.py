@@ -42,6 +42,7 @@ def worker_context() -> WorkerContext:
         sessions=make_session_factory(engine),
         store=make_store(settings),
         redis=redis.Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2),
+        interruptions=(SoftTimeLimitExceeded,),
     )
 
 
