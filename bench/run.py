@@ -28,7 +28,8 @@ import httpx
 import psycopg
 import redis
 
-from bench.conversion import _raw_convert, format_table, photo_jpeg
+from bench.conversion import format_table, photo_jpeg
+from bench.conversion import raw_pillow_convert as _raw_convert
 from bench.http_load import PICK_PATH, POST_BODY, RANDOM_UUID_PATH, LoadResult, wrk
 from imgconv_core.settings import LOCAL_SECRET
 from imgconv_core.tokens import verify_token
@@ -47,7 +48,6 @@ from tests.support.services import (
     spawn,
     start_api,
     start_worker,
-    uvicorn_command,
     wait_until,
 )
 
@@ -88,7 +88,7 @@ def start_bare(stack: Stack, key: str, workers: int = 1) -> tuple[Process, str]:
     port = free_port()
     proc = spawn(
         "bare",
-        uvicorn_command("bench.bare_asgi:app", port, workers),
+        [sys.executable, "-m", "bench.bare_asgi", str(port), str(workers)],
         {**os.environ, "BENCH_REDIS_URL": stack.redis_url, "BENCH_KEY": key},
         stack.log_dir,
     )

@@ -3,7 +3,6 @@ RabbitMQ."""
 
 from __future__ import annotations
 
-import contextlib
 import subprocess
 import time
 import uuid
@@ -69,26 +68,11 @@ def env(private_stack: Stack) -> Iterator[Env]:
     engine.dispose()
 
 
-@dataclass(frozen=True)
-class BytesSource:
-    """An uploaded file held in memory."""
-
-    data: bytes
-
-    @property
-    def size(self) -> int:
-        return len(self.data)
-
-    @contextlib.contextmanager
-    def contents(self) -> Iterator[bytes]:
-        yield self.data
-
-
 def new_job(env: Env) -> job_store.JobRow:
     new = job_store.NewJob(
         id=uuid.uuid4(),
         filename="a.jpg",
-        source=BytesSource(photo(16, 16)),
+        source=job_store.BytesSource(photo(16, 16)),
         source_format="jpeg",
         source_mime="image/jpeg",
         width=16,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, TypeAlias
@@ -60,6 +60,23 @@ class SourceFile(Protocol):
     def contents(self) -> AbstractContextManager[bytes]:
         """The whole content, for the duration of the `with` block (the process bounds how
         many bytes are read out at once, so this may wait)."""
+
+
+@dataclass(frozen=True)
+class BytesSource:
+    """A source file already in memory (jobs made by code rather than uploaded)."""
+
+    data: bytes
+
+    @property
+    def size(self) -> int:
+        """The content's length."""
+        return len(self.data)
+
+    @contextmanager
+    def contents(self) -> Iterator[bytes]:
+        """The content."""
+        yield self.data
 
 
 @dataclass(frozen=True)
