@@ -10,7 +10,7 @@ LOCKS := requirements/dev.lock requirements/runtime.lock
 UV_COMPILE := $(BIN)/uv pip compile pyproject.toml -q --generate-hashes --universal --python-version 3.11
 
 .DEFAULT_GOAL := help
-.PHONY: help install lock images up test lint test-python test-frontend frontend-install bench bench-autoscale migrate clean
+.PHONY: help install lock images up test lint test-python test-frontend frontend-install fuzz bench bench-autoscale migrate clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -47,6 +47,11 @@ test-frontend: ## typecheck, lint, unit-test, build and browser-test the fronten
 	$(MAKE) -C frontend test
 
 test: lint test-frontend test-python ## everything CI runs (pytest last: its summary closes the log)
+
+fuzz: $(STAMP) ## the API against its OpenAPI document for longer, random seed (IMGCONV_FUZZ_SEED, IMGCONV_FUZZ_MAX_EXAMPLES)
+	@seed=$${IMGCONV_FUZZ_SEED:-$$(( (RANDOM << 15) | RANDOM ))}; echo "make fuzz: seed $$seed"; \
+	  IMGCONV_FUZZ_SEED=$$seed IMGCONV_FUZZ_MAX_EXAMPLES=$${IMGCONV_FUZZ_MAX_EXAMPLES:-300} \
+	  $(BIN)/pytest -p no:cacheprovider tests/integration/test_api_contract.py
 
 images: ## build the imgconv and imgconv-frontend images (podman or docker) and print their sizes
 	bash scripts/images/build.sh

@@ -8,7 +8,6 @@ are the ones measured on this kind of machine when the project started (issue 2)
 
 from __future__ import annotations
 
-import base64
 import json
 import multiprocessing
 import os
@@ -22,6 +21,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -31,6 +31,7 @@ import redis
 from bench.conversion import format_table, photo_jpeg
 from bench.conversion import raw_pillow_convert as _raw_convert
 from bench.http_load import PICK_PATH, POST_BODY, RANDOM_UUID_PATH, LoadResult, wrk
+from imgconv_core.db.job_store import encode_cursor
 from imgconv_core.settings import LOCAL_SECRET
 from imgconv_core.tokens import verify_token
 from tests.support.client import ApiClient
@@ -278,7 +279,7 @@ def bench_list(stack: Stack, api: str, client: ApiClient) -> list[Row]:
                 (owner, offset),
             ).fetchone()
             assert found is not None
-            cursor = _cursor(found[0], found[1])
+            cursor = encode_cursor(SimpleNamespace(created_at=found[0], id=found[1]))
             paths.append(f"/api/v1/jobs?limit=20&cursor={cursor}")
     for path in paths:
         response = client.http.get(path)
@@ -304,11 +305,6 @@ def bench_list(stack: Stack, api: str, client: ApiClient) -> list[Row]:
         ),
         row("(setup) insert 1,000,000 jobs", f"{seeded_s:.1f} s", "-", None, "-"),
     ]
-
-
-def _cursor(created: datetime, job_id: uuid.UUID) -> str:
-    raw = f"{created.isoformat()}|{job_id}".encode()
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
 def _postgres_alone(stack: Stack, data: bytes, connections: int, seconds: float) -> float:

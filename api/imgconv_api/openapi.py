@@ -1,4 +1,5 @@
-"""The parts of the OpenAPI document that follow the settings (limits), filled in once."""
+"""The parts of the OpenAPI document FastAPI cannot write by itself, filled in once: the limits
+of this process's settings, and our error shape where FastAPI assumes its own."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from imgconv_core.settings import Settings
 
 
 def document_settings(app: FastAPI, settings: Settings) -> None:
-    """Make `/openapi.json` state this process's limits: the upload body and the longest wait."""
+    """Make `/openapi.json` state this process's limits (the upload body, the longest wait) and
+    our error shape for invalid requests."""
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -20,12 +22,23 @@ def document_settings(app: FastAPI, settings: Settings) -> None:
             for path in spec["paths"].values():
                 for operation in path.values():
                     _fill_in(operation, settings)
+            # Validation errors are answered in our shape (imgconv_api.errors), not FastAPI's.
+            for name in ("HTTPValidationError", "ValidationError"):
+                spec.get("components", {}).get("schemas", {}).pop(name, None)
         return app.openapi_schema or {}
 
     app.openapi = openapi  # type: ignore[method-assign]
 
 
+INVALID_REQUEST = {
+    "description": "Invalid request",
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
+}
+
+
 def _fill_in(operation: dict[str, Any], settings: Settings) -> None:
+    if "422" in operation["responses"]:
+        operation["responses"]["422"] = INVALID_REQUEST
     if operation.get("operationId") == "createJobs":
         operation["requestBody"] = upload_request_body(settings.max_files)
     if operation.get("operationId") == "getJob":

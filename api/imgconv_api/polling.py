@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -156,6 +157,7 @@ async def answer_poll(
 POLL_ROUTE = f"{API_PREFIX}/jobs/{{job_id}}"
 _PREFIX = f"{API_PREFIX}/jobs/"
 _UUID_LENGTH = 36
+_PLAIN_NUMBER = re.compile(r"[0-9]{1,6}(\.[0-9]{1,6})?")
 
 
 class PollFastPath:
@@ -183,11 +185,12 @@ class PollFastPath:
         state = self.get_state()
         wait = 0.0
         if scope["query_string"]:
-            try:
-                params = dict(parse_qsl(scope["query_string"].decode("latin-1")))
-                wait = float(params.pop("wait", 0))
-            except (ValueError, UnicodeDecodeError):
-                params = {"invalid": ""}
+            params = dict(
+                parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
+            )
+            raw_wait = params.pop("wait", "0")
+            # Only plain numbers here: anything else is FastAPI's to validate (and refuse).
+            wait = float(raw_wait) if _PLAIN_NUMBER.fullmatch(raw_wait) else -1.0
             if params or not 0 <= wait <= state.settings.long_poll_max_seconds:
                 await self.app(scope, receive, send)  # FastAPI validates and explains
                 return

@@ -122,7 +122,7 @@ IMAGE_CONTENT = {
     for mime in sorted(set(MIME_TYPES.values()))
 }
 
-DOWNLOAD = {
+DOWNLOAD: dict[str, Any] = {
     "description": "The image bytes",
     "content": IMAGE_CONTENT,
     "headers": {
@@ -159,9 +159,23 @@ def upload_request_body(max_files: int) -> dict[str, Any]:
                             "description": "The images, one part each (their content decides "
                             "their format, not their name)",
                         },
-                        "format": {"type": "string", "enum": list(ACCEPTED_TARGETS)},
-                        "quality": {"type": "integer", "minimum": 1, "maximum": 100},
-                        "max_width": {"type": "integer", "minimum": 1, "maximum": MAX_DIMENSION},
+                        "format": {
+                            "type": "string",
+                            "enum": list(ACCEPTED_TARGETS),
+                            "examples": ["webp"],
+                        },
+                        "quality": {
+                            "type": "integer",
+                            "minimum": 1,
+                            "maximum": 100,
+                            "examples": [80],
+                        },
+                        "max_width": {
+                            "type": "integer",
+                            "minimum": 1,
+                            "maximum": MAX_DIMENSION,
+                            "examples": [1920],
+                        },
                         "max_height": {
                             "type": "integer",
                             "minimum": 1,

@@ -34,6 +34,16 @@ class ConversionRequest(BaseModel):
     def _alias(cls, value: object) -> object:
         return parse_target_format(value) if isinstance(value, str) else value
 
+    @field_validator("strip_metadata", mode="before")
+    @classmethod
+    def _true_or_false(cls, value: object) -> object:
+        # A form field is text: only what a JSON boolean spells (not "1", "yes", "on"...).
+        if isinstance(value, str):
+            if value.lower() not in ("true", "false"):
+                raise ValueError("must be true or false")
+            return value.lower() == "true"
+        return value
+
     def job_options(self) -> dict[str, Any]:
         """What is stored with each job and shown as `options`."""
         return {

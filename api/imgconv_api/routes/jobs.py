@@ -50,6 +50,12 @@ JobId = Annotated[
 ]
 
 
+IfNoneMatch = Annotated[
+    str | None,
+    Header(description="The ETag of the answer you have: 304 while it is still current"),
+]
+
+
 def _parse_id(raw: str) -> uuid.UUID:
     try:
         return uuid.UUID(raw)
@@ -65,6 +71,17 @@ def _link(operation_id: str, **extra: Any) -> dict[str, Any]:
     }
 
 
+def _revalidate(operation_id: str) -> dict[str, Any]:
+    return {
+        "operationId": operation_id,
+        "description": "The same resource with its ETag: 304 while unchanged",
+        "parameters": {
+            "job_id": "$request.path.job_id",
+            "header.if-none-match": "$response.header.ETag",
+        },
+    }
+
+
 # How a generated client (or a stateful fuzzer) goes on from an upload.
 UPLOAD_LINKS = {
     "GetJob": _link("getJob"),
@@ -74,9 +91,9 @@ UPLOAD_LINKS = {
     "DeleteJob": _link("deleteJob"),
     "Replay": {
         "operationId": "createJobs",
-        "description": "The same upload again with the same Idempotency-Key: the same jobs",
-        "parameters": {"header.Idempotency-Key": "$request.header.Idempotency-Key"},
-        "requestBody": "$request.body",
+        "description": "An upload with the same Idempotency-Key: the same jobs if it is the same "
+        "upload, else 409",
+        "parameters": {"header.idempotency-key": "$request.header.idempotency-key"},
     },
 }
 
@@ -153,6 +170,7 @@ async def create_jobs(
     responses={
         200: {
             "description": "The job",
+            "links": {"Revalidate": _revalidate("getJob")},
             "headers": {
                 **ETAG,
                 "Retry-After": {
@@ -169,9 +187,14 @@ async def get_job(
     job_id: JobId,
     request: Request,
     state: StateDep,
+    if_none_match: IfNoneMatch = None,
     wait: Annotated[
         float,
-        Query(ge=0, description="long poll: seconds to wait for a change (at most the maximum)"),
+        Query(
+            ge=0,
+            description="long poll: seconds to wait for a change (at most the maximum)",
+            examples=[0.5],
+        ),
     ] = 0,
 ) -> Response:
     """A job's status. With `If-None-Match` it answers 304 while unchanged; with `wait` it
@@ -182,7 +205,7 @@ async def get_job(
         request.headers.get("authorization"),
         job_id,
         wait,
-        request.headers.get("if-none-match"),
+        if_none_match,
     )
     return Response(
         answer.body,
@@ -196,7 +219,7 @@ async def get_job(
 async def list_jobs(
     state: StateDep,
     client_id: ClientId,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    limit: Annotated[int, Query(ge=1, le=100, examples=[20])] = 20,
     cursor: Annotated[
         str | None,
         Query(
@@ -204,7 +227,7 @@ async def list_jobs(
             description="`next_cursor` of the previous page",
         ),
     ] = None,
-    status: JobStatus | None = None,
+    status: Annotated[JobStatus | None, Query(examples=["completed"])] = None,
 ) -> Response:
     """This client's jobs, newest first; pass `next_cursor` back as `cursor` for the next page."""
     query = job_store.list_query(client_id, limit=limit, cursor=cursor, status=status)
@@ -242,7 +265,7 @@ def download_name(job: JobRow, role: Literal["source", "result"]) -> str:
 
 async def _download(
     ctx: ServiceContext,
-    request: Request,
+    if_none_match: str | None,
     client_id: uuid.UUID,
     job_id: str,
     role: Literal["source", "result"],
@@ -258,7 +281,7 @@ async def _download(
                 details={"status": job.status},
             )
         headers = {"ETag": etag, "Cache-Control": DOWNLOAD_CACHE}
-        if request.headers.get("if-none-match") == etag:
+        if if_none_match == etag:
             return Response(status_code=304, headers=headers)
         with ctx.reads() as tx:
             blob = ctx.store.get(tx, blob_key(uid, role))
@@ -275,26 +298,34 @@ async def _download(
     "/jobs/{job_id}/result",
     operation_id="getResult",
     response_class=Response,
-    responses={200: DOWNLOAD, 304: NOT_MODIFIED, **errors(401, 404, 409, 410)},
+    responses={
+        200: {**DOWNLOAD, "links": {"Revalidate": _revalidate("getResult")}},
+        304: NOT_MODIFIED,
+        **errors(401, 404, 409, 410),
+    },
 )
 async def get_result(
-    job_id: JobId, request: Request, ctx: ServicesDep, client_id: ClientId
+    job_id: JobId, ctx: ServicesDep, client_id: ClientId, if_none_match: IfNoneMatch = None
 ) -> Response:
     """The converted image (409 until the job is completed)."""
-    return await _download(ctx, request, client_id, job_id, "result")
+    return await _download(ctx, if_none_match, client_id, job_id, "result")
 
 
 @router.get(
     "/jobs/{job_id}/source",
     operation_id="getSource",
     response_class=Response,
-    responses={200: DOWNLOAD, 304: NOT_MODIFIED, **errors(401, 404, 410)},
+    responses={
+        200: {**DOWNLOAD, "links": {"Revalidate": _revalidate("getSource")}},
+        304: NOT_MODIFIED,
+        **errors(401, 404, 410),
+    },
 )
 async def get_source(
-    job_id: JobId, request: Request, ctx: ServicesDep, client_id: ClientId
+    job_id: JobId, ctx: ServicesDep, client_id: ClientId, if_none_match: IfNoneMatch = None
 ) -> Response:
     """The uploaded original (410 once a canceled job's images are deleted)."""
-    return await _download(ctx, request, client_id, job_id, "source")
+    return await _download(ctx, if_none_match, client_id, job_id, "source")
 
 
 @router.post(
