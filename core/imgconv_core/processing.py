@@ -16,10 +16,10 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select, tuple_, update
 from sqlalchemy.orm import Session
 
-from imgconv_core.db.models import Job
+from imgconv_core.db.models import IdempotencyKey, Job
 from imgconv_core.jobs import JobStatus
 from imgconv_core.storage import BlobStore, blob_key
 
@@ -255,8 +255,20 @@ def orphaned_jobs(tx: Session, *, enqueued_before: float, limit: int = 500) -> l
 def expire_jobs(
     tx: Session, store: BlobStore, *, retention: timedelta, limit: int = 500
 ) -> list[uuid.UUID]:
-    """Delete jobs (and their images) created longer ago than the retention period."""
+    """Delete jobs (and their images) created longer ago than the retention period, and as
+    many Idempotency-Keys that old: a retry after that long is a new upload."""
     cutoff = func.now() - retention
+    old_keys = (
+        select(IdempotencyKey.client_id, IdempotencyKey.key)
+        .where(IdempotencyKey.created_at < cutoff)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    tx.execute(
+        delete(IdempotencyKey).where(
+            tuple_(IdempotencyKey.client_id, IdempotencyKey.key).in_(old_keys)
+        )
+    )
     ids = list(
         tx.scalars(
             select(Job.id)

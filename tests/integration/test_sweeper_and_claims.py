@@ -21,7 +21,7 @@ from imgconv_api.outbox_relay import OutboxRelay
 from imgconv_api.publisher import CeleryPublisher
 from imgconv_core import status_cache
 from imgconv_core.db import job_store
-from imgconv_core.db.models import Blob, Job
+from imgconv_core.db.models import Blob, IdempotencyKey, Job
 from imgconv_core.db.session import make_engine, make_session_factory, transaction
 from imgconv_core.jobs import JobStatus
 from imgconv_core.processing import ClaimOutcome, claim_job, current_claimant
@@ -228,6 +228,39 @@ def test_retention_deletes_old_jobs_with_their_images(env: Env) -> None:
     assert f"{old.id}/source" not in keys
     assert f"{fresh.id}/source" in keys
     assert env.redis.get(status_cache.job_key(old.id)) == status_cache.DELETED
+
+
+def keyed_job(env: Env, key: str) -> uuid.UUID:
+    new = job_store.NewJob(
+        id=uuid.uuid4(),
+        filename="a.jpg",
+        source=job_store.BytesSource(photo(16, 16)),
+        source_format="jpeg",
+        source_mime="image/jpeg",
+        width=16,
+        height=16,
+        target_format="png",
+        options={},
+    )
+    with transaction(env.sessions) as tx:
+        assert job_store.insert_jobs(tx, PostgresBlobStore(), env.client_id, [new], (key, "f" * 64))
+    return new.id
+
+
+def test_idempotency_keys_expire_with_their_jobs(env: Env) -> None:
+    old, fresh = keyed_job(env, "old-key"), keyed_job(env, "fresh-key")
+    past_retention(env, [old])
+    with transaction(env.sessions) as tx:
+        tx.execute(
+            update(IdempotencyKey)
+            .where(IdempotencyKey.key == "old-key")
+            .values(created_at=func.now() - timedelta(days=8))
+        )
+    env.sweeper.run_once()
+    with env.sessions() as tx:
+        keys = tx.scalars(select(IdempotencyKey.key)).all()
+        assert keys == ["fresh-key"]  # a retry with the old key is now a new upload
+        assert tx.get(Job, fresh) is not None
 
 
 def test_retention_keeps_up_with_more_than_one_batch_per_pass(env: Env) -> None:

@@ -124,6 +124,8 @@ class IdempotencyKey(Base):
     """Remembers which jobs an upload with an Idempotency-Key created, so a retry gets them back."""
 
     __tablename__ = "idempotency_keys"
+    # Keys expire with the retention period (processing.expire_jobs).
+    __table_args__ = (Index("ix_idempotency_keys_created_at", "created_at"),)
 
     client_id: Mapped[uuid.UUID] = mapped_column(
         UUID(as_uuid=True), ForeignKey("clients.id", ondelete="CASCADE"), primary_key=True
