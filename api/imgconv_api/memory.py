@@ -14,8 +14,13 @@ import logging
 
 log = logging.getLogger(__name__)
 
-M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
+M_TRIM_THRESHOLD = -1  # glibc's mallopt parameters
+M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD_BYTES = 1024 * 1024
+# With the mmap threshold fixed, glibc no longer raises the trim threshold either: at its default
+# (128 KiB) every free of a few hundred KiB at the top of a heap gives memory back, to be faulted
+# in again by the next upload. A few MiB per heap is little to keep.
+TRIM_THRESHOLD_BYTES = 4 * 1024 * 1024
 
 
 def return_large_buffers() -> bool:
@@ -29,7 +34,9 @@ def return_large_buffers() -> bool:
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
-    done = bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES))
+    done = bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)) and bool(
+        mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES)
+    )
     if not done:
         log.warning("could not set the malloc mmap threshold; large uploads may grow memory")
     return done
