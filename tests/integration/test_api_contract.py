@@ -71,8 +71,12 @@ def test_the_api_keeps_its_openapi_contract(contract_api: str, log_dir: Path) ->
                 f"Authorization: Bearer {token}",
                 *os.environ.get("IMGCONV_FUZZ_EXTRA", "").split(),
             ],
-            cwd=ROOT,
-            env={**os.environ, "SCHEMATHESIS_HOOKS": "tests.integration.contract_hooks"},
+            cwd=log_dir,  # its crash cache goes there, not into the checkout
+            env={
+                **os.environ,
+                "PYTHONPATH": str(ROOT),
+                "SCHEMATHESIS_HOOKS": "tests.integration.contract_hooks",
+            },
             stdout=out,
             stderr=subprocess.STDOUT,
             timeout=1800,
