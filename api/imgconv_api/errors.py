@@ -12,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from imgconv_core.errors import ImgconvError, RateLimited
+from imgconv_core.errors import ImgconvError, RateLimited, StorageUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,9 @@ def error_response(
 
 async def _domain_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ImgconvError)
-    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimited) else None
+    headers = None
+    if isinstance(exc, RateLimited | StorageUnavailable):
+        headers = {"Retry-After": str(exc.retry_after)}
     if exc.status_hint == 401:
         headers = {"WWW-Authenticate": "Bearer"}
     return error_response(exc.status_hint, exc.code, exc.message, exc.details, headers)

@@ -21,7 +21,7 @@ from imgconv_core import status_cache
 from imgconv_core.db.job_store import StoredJob, cache_entry
 from imgconv_core.db.session import make_async_engine, make_engine, make_session_factory
 from imgconv_core.settings import Settings
-from imgconv_core.storage import BlobStore, make_store
+from imgconv_core.storage import BlobStores, make_stores
 from imgconv_core.sweeper import Sweeper
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ class AppState:
     sessions: sessionmaker[Session]
     reads: sessionmaker[Session]  # autocommit: one round trip per single-statement read
     async_reads: AsyncEngine  # autocommit, in the event loop: reads that need no thread
-    store: BlobStore
+    stores: BlobStores  # `stores.current` takes new images; a job's own holds its images
     redis_async: aioredis.Redis
     redis_sync: redis.Redis
     publisher: CeleryPublisher
@@ -53,7 +53,7 @@ class AppState:
         sessions = make_session_factory(engine)
         reads = make_session_factory(engine.execution_options(isolation_level="AUTOCOMMIT"))
         async_reads = make_async_engine(settings).execution_options(isolation_level="AUTOCOMMIT")
-        store = make_store(settings)
+        stores = make_stores(settings)
         url = settings.redis_url
         async_redis = aioredis.Redis.from_url(
             url, max_connections=200, socket_timeout=1.0, socket_connect_timeout=1.0
@@ -68,7 +68,7 @@ class AppState:
             sessions=sessions,
             reads=reads,
             async_reads=async_reads,
-            store=store,
+            stores=stores,
             redis_async=async_redis,
             redis_sync=sync_redis,
             publisher=publisher,
@@ -81,7 +81,7 @@ class AppState:
             state.sweeper = Sweeper(
                 settings,
                 sessions,
-                store,
+                stores,
                 sync_redis,
                 publisher.publish,
                 queue_depth=lambda: publisher.queue_depth()[0],

@@ -137,3 +137,14 @@ class IdempotencyConflict(ImgconvError):
 class ServiceUnavailable(ImgconvError):
     code = "service_unavailable"
     status_hint = 503
+
+
+class StorageUnavailable(ImgconvError):
+    """The image store (S3) did not answer or refused us; nothing was stored, try again."""
+
+    code = "storage_unavailable"
+    status_hint = 503
+
+    def __init__(self, message: str, *, retry_after: int = 5, details: Any = None) -> None:
+        super().__init__(message, details=details)
+        self.retry_after = retry_after

@@ -200,7 +200,12 @@ def test_stats_health_and_openapi(api: str, client: ApiClient, worker: Process) 
     assert client.http.get("/healthz").status_code == 200
     ready = client.http.get("/readyz")
     assert ready.status_code == 200, ready.text
-    assert ready.json()["checks"] == {"database": "ok", "redis": "ok", "broker": "ok"}
+    assert ready.json()["checks"] == {
+        "database": "ok",
+        "redis": "ok",
+        "broker": "ok",
+        "storage": "ok",
+    }
     spec = client.http.get("/openapi.json").json()
     assert "/api/v1/jobs/{job_id}" in spec["paths"]
     assert client.http.get("/docs").status_code == 200

@@ -26,7 +26,8 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 async def readyz(state: StateDep) -> JSONResponse:
-    """Ready when Postgres, Redis and the broker answer; 503 naming what is down otherwise."""
+    """Ready when Postgres, Redis, the broker and the image store answer; 503 naming what is
+    down otherwise."""
 
     def database() -> None:
         with state.engine.connect() as conn:
@@ -42,6 +43,7 @@ async def readyz(state: StateDep) -> JSONResponse:
         "database": run(database),
         "redis": redis_check(),
         "broker": run(state.publisher.ping),
+        "storage": run(state.stores.current.check),
     }
     results: dict[str, str] = {}
     for name, check in checks.items():

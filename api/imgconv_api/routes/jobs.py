@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import urllib.parse
 import uuid
+from collections.abc import Iterator
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi.responses import RedirectResponse, StreamingResponse
 from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
@@ -31,7 +33,8 @@ from imgconv_core.images.formats import EXTENSIONS
 from imgconv_core.images.inspect import ImageLimits
 from imgconv_core.job_ids import job_id_belongs, new_job_id
 from imgconv_core.jobs import JobStatus, JobView
-from imgconv_core.storage import blob_key
+from imgconv_core.storage import DOWNLOAD_CHUNK_BYTES, BlobReader, blob_key
+from imgconv_core.storage.s3 import S3BlobStore
 from imgconv_core.uploads import parse_conversion_request, prepare_jobs, upload_fingerprint
 
 router = APIRouter(tags=["jobs"])
@@ -140,7 +143,7 @@ async def create_jobs(
         idem = (idempotency_key, fingerprint) if idempotency_key else None
         try:
             with transaction(state.sessions) as tx:
-                jobs = job_store.insert_jobs(tx, state.store, client_id, new_jobs, idem)
+                jobs = job_store.insert_jobs(tx, state.stores.current, client_id, new_jobs, idem)
         except IntegrityError as exc:
             constraint = getattr(getattr(exc.orig, "diag", None), "constraint_name", None)
             # The same key raced us: answer as the retry it is.
@@ -260,15 +263,36 @@ async def _download(
         headers = {"ETag": etag, "Cache-Control": DOWNLOAD_CACHE}
         if request.headers.get("if-none-match") == etag:
             return Response(status_code=304, headers=headers)
+        store = state.stores.of(job.storage)
+        key = blob_key(uid, role)
+        if isinstance(store, S3BlobStore) and state.settings.s3_presigned_downloads:
+            if job.status == JobStatus.CANCELED.value:  # a canceled job's images are deleted
+                raise ImageGone(f"the {role} image was deleted")
+            return RedirectResponse(store.presigned_url(key), status_code=307)
         with state.reads() as tx:
-            blob = state.store.get(tx, blob_key(uid, role))
-        if blob is None:
+            reader = store.open(tx, key)
+        if reader is None:
             raise ImageGone(f"the {role} image was deleted")
         headers["Content-Disposition"] = content_disposition(download_name(job, role))
         headers["X-Content-Type-Options"] = "nosniff"
-        return Response(blob.data, media_type=blob.content_type, headers=headers)
+        if reader.size <= DOWNLOAD_CHUNK_BYTES:  # one piece: no streaming machinery needed
+            try:
+                body = b"".join(reader.chunks())
+            finally:
+                reader.close()
+            return Response(body, media_type=reader.content_type, headers=headers)
+        headers["Content-Length"] = str(reader.size)
+        return StreamingResponse(_pieces(reader), media_type=reader.content_type, headers=headers)
 
     return await run_in_threadpool(load)
+
+
+def _pieces(reader: BlobReader) -> Iterator[bytes]:
+    """A big image in pieces (each read in a worker thread): never whole in memory."""
+    try:
+        yield from reader.chunks()
+    finally:
+        reader.close()
 
 
 @router.get("/jobs/{job_id}/result", responses=ERROR_RESPONSES)
@@ -295,15 +319,16 @@ async def delete_job(job_id: str, state: StateDep, client_id: ClientId) -> Respo
 
     def remove() -> None:
         job = _own_job(state, uid, client_id)
+        store = state.stores.of(job.storage)
         with transaction(state.sessions) as tx:
             if JobStatus(job.status).is_terminal:
-                job_store.delete_job(tx, state.store, uid)
+                job_store.delete_job(tx, store, uid)
                 deleted = True
             else:
-                job = job_store.cancel_job(tx, state.store, job)
+                job = job_store.cancel_job(tx, store, job)
                 deleted = JobStatus(job.status) is not JobStatus.CANCELED
                 if deleted:  # finished in the meantime
-                    job_store.delete_job(tx, state.store, uid)
+                    job_store.delete_job(tx, store, uid)
         if deleted:
             state.forget_job(uid)
         else:
