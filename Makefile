@@ -24,12 +24,12 @@ up: $(STAMP) ## run the whole system locally on embedded defaults (Ctrl-C stops 
 	$(PY) scripts/run_local.py
 
 migrate: $(STAMP) ## apply database migrations to IMGCONV_DATABASE_URL
-	$(BIN)/alembic upgrade head
+	$(BIN)/imgconv migrate
 
 lint: $(STAMP) ## ruff + mypy --strict
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy core api worker operator migrations tests bench scripts
+	$(BIN)/mypy core api worker operator cli migrations tests bench scripts
 
 test-python: $(STAMP) ## pytest: unit + integration against the real Postgres/Redis/RabbitMQ
 	$(BIN)/pytest -p no:cacheprovider
