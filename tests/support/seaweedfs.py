@@ -17,7 +17,9 @@ from pathlib import Path
 
 import httpx
 
-from scripts.run_local import SeaweedPorts, seaweedfs_command
+from imgconv_core.settings import Settings
+from imgconv_core.storage.s3 import S3BlobStore
+from scripts.run_local import SeaweedPorts, create_bucket, seaweedfs_command
 from tests.support.services import Process, free_port, spawn, wait_until
 
 BUCKET = "imgconv-test"
@@ -116,9 +118,11 @@ class SeaweedFS:
         finally:
             self.start()
 
-    def env(self) -> dict[str, str]:
-        """IMGCONV_* settings that point an API or worker at this server."""
+    def env(self, prefix: str = "") -> dict[str, str]:
+        """IMGCONV_* settings that point an API or worker at this server; stacks sharing one
+        server each take a key prefix of their own (their orphan sweeps never meet)."""
         return {
+            "IMGCONV_S3_PREFIX": prefix,
             "IMGCONV_STORAGE": "s3",
             "IMGCONV_S3_ENDPOINT_URL": self.endpoint,
             "IMGCONV_S3_BUCKET": self.bucket,
@@ -126,8 +130,30 @@ class SeaweedFS:
             "IMGCONV_S3_PATH_STYLE": "true",
             "IMGCONV_S3_ACCESS_KEY_ID": self.access_key,
             "IMGCONV_S3_SECRET_ACCESS_KEY": self.secret_key,
-            "IMGCONV_S3_CREATE_BUCKET": "true",
         }
+
+    def settings(self, prefix: str = "") -> Settings:
+        """The same as a Settings object, for tests that use the store directly."""
+        return Settings.model_validate(
+            {key.removeprefix("IMGCONV_").lower(): value for key, value in self.env(prefix).items()}
+            | {"mode": "local"}
+        )
+
+    def store(self, prefix: str = "") -> S3BlobStore:
+        """An S3BlobStore on this server's bucket (and `prefix`)."""
+        return S3BlobStore(self.settings(prefix))
+
+    def object_keys(self, prefix: str = "") -> list[str]:
+        """Every key in the bucket under `prefix` (relative to it)."""
+        store, keys, after = self.store(prefix), [], None
+        while page := store.list_after(after, 1000):
+            keys += [key for key, _ in page]
+            after = page[-1][0]
+        return keys
+
+    def create_bucket(self) -> None:
+        """Create the bucket (as an operator would, before pointing imgconv at it)."""
+        create_bucket(weed_binary(), self.ports, self.bucket)
 
 
 @contextlib.contextmanager
@@ -137,6 +163,7 @@ def seaweedfs(log_dir: Path, data_dir: Path | None = None) -> Iterator[SeaweedFS
     root = Path(tempfile.mkdtemp(prefix="imgconv-weed-")) if data_dir is None else data_dir
     server = SeaweedFS(data_dir=root, log_dir=log_dir)
     server.start()
+    server.create_bucket()
     try:
         yield server
     finally:
