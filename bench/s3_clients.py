@@ -146,15 +146,6 @@ def _cpu_ms(op: Callable[[str], object], keys: list[str]) -> tuple[float, float]
 
 def measure(server: SeaweedFS, data: bytes, per_round: int, rounds: int) -> list[dict[str, object]]:
     """The median over `rounds` of CPU ms per put, get and streamed get, per candidate."""
-    import boto3
-
-    boto3.client(
-        "s3",
-        endpoint_url=server.endpoint,
-        region_name="us-east-1",
-        aws_access_key_id=server.access_key,
-        aws_secret_access_key=server.secret_key,
-    ).create_bucket(Bucket=server.bucket)
     candidates = [boto3_candidate(server), obstore_candidate(server), minio_candidate(server)]
     samples: dict[str, dict[str, list[tuple[float, float]]]] = {
         c.name: {"put": [], "get": [], "stream": []} for c in candidates
