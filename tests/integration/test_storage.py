@@ -109,6 +109,23 @@ def test_s3_down_during_download_is_503_then_the_same_bytes(
         assert client.http.get(f"/api/v1/jobs/{job['id']}/source").content == source
 
 
+def test_s3_down_at_delete_is_503_and_the_job_stays_until_it_is_back(
+    s3_private: Stack, weed: SeaweedFS
+) -> None:
+    proc, url = start_api(s3_private)
+    with running(proc):
+        client = ApiClient(url)
+        job = client.upload_ok([("a.jpg", photo(64, 64))])[0]
+        with weed.down():
+            response = client.http.delete(f"/api/v1/jobs/{job['id']}")
+            assert response.status_code == 503, response.text
+            assert response.json()["error"]["code"] == "storage_unavailable"
+            assert client.job(job["id"]).json()["status"] == "queued"
+        assert client.http.delete(f"/api/v1/jobs/{job['id']}").status_code == 204
+        assert client.job(job["id"]).json()["status"] == "canceled"
+        assert weed.object_keys() == []
+
+
 def test_s3_down_during_a_conversion_is_retried_until_it_is_back(
     s3_private: Stack, weed: SeaweedFS
 ) -> None:
