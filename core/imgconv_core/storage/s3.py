@@ -34,13 +34,17 @@ log = logging.getLogger(__name__)
 _FAILURES = (BaseError, ConnectionError, TimeoutError)
 
 
+def _content_type(result: GetResult) -> str:
+    return result.attributes.get("Content-Type") or "application/octet-stream"
+
+
 class S3BlobReader:
     """An S3 GET whose body is read as the download goes."""
 
     def __init__(self, result: GetResult, retry_after: int) -> None:
         self._result: GetResult | None = result
         self._retry_after = retry_after
-        self.content_type = result.attributes.get("Content-Type") or "application/octet-stream"
+        self.content_type = _content_type(result)
         self.size = result.meta["size"]
 
     def chunks(self, chunk_size: int = DOWNLOAD_CHUNK_BYTES) -> Iterator[bytes]:
@@ -142,12 +146,11 @@ class S3BlobStore:
         result = self._get(key)
         if result is None:
             return None
-        reader = S3BlobReader(result, self._settings.storage_retry_after_seconds)
         try:
             data = bytes(result.bytes())
         except _FAILURES as exc:
             self._unavailable("get", exc)
-        return StoredBlob(data=data, content_type=reader.content_type, size=len(data))
+        return StoredBlob(data=data, content_type=_content_type(result), size=len(data))
 
     def open(self, tx: Session, key: str) -> S3BlobReader | None:
         """The object under `key`, its body read as the caller goes, or None."""
