@@ -70,6 +70,7 @@ SCENARIOS: dict[str, dict[str, Any]] = {
             "auth": {"existingSecret": "mq-secret", "usernameKey": "u", "passwordKey": "p"}
         },
     },
+    "skaffold-dev": {"dev": {"pythonSync": True}},
     "external-existing-secrets": {
         "postgres": {"enabled": False, "external": {"existingSecret": "urls"}},
         "redis": {"enabled": False, "external": {"existingSecret": "urls"}},

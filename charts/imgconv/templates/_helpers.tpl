@@ -509,3 +509,53 @@ spec:
   ports:
     {{- toYaml .ports | nindent 4 }}
 {{- end -}}
+
+{{/* ------------------------------------------------------------------------------------- */}}
+{{/* skaffold dev only (dev.pythonSync): the installed imgconv packages are copied into an   */}}
+{{/* emptyDir that comes first on PYTHONPATH; skaffold syncs edited files into it and       */}}
+{{/* restarts the container's process, which then imports them (the emptyDir outlives it).  */}}
+
+{{- define "imgconv.pythonSync.initContainer" -}}
+{{- if .Values.dev.pythonSync }}
+- name: python-sync
+  image: {{ include "imgconv.image" (dict "root" . "image" .Values.images.imgconv) }}
+  imagePullPolicy: {{ .Values.images.imgconv.pullPolicy }}
+  command:
+    - python
+    - -c
+    - |
+      import importlib.util, shutil
+      for name in ("imgconv_core", "imgconv_api", "imgconv_worker", "imgconv_operator", "imgconv_cli"):
+          spec = importlib.util.find_spec(name)
+          if spec and spec.submodule_search_locations:
+              shutil.copytree(spec.submodule_search_locations[0], f"/opt/imgconv-sync/{name}", dirs_exist_ok=True)
+  {{- include "imgconv.appContainerSecurityContext" . | nindent 2 }}
+  resources:
+    {{- toYaml .Values.migrations.resources | nindent 4 }}
+  volumeMounts:
+    - name: python-sync
+      mountPath: /opt/imgconv-sync
+{{- end }}
+{{- end -}}
+
+{{- define "imgconv.pythonSync.env" -}}
+{{- if .Values.dev.pythonSync }}
+- name: PYTHONPATH
+  value: /opt/imgconv-sync
+{{- end }}
+{{- end -}}
+
+{{- define "imgconv.pythonSync.mount" -}}
+{{- if .Values.dev.pythonSync }}
+- name: python-sync
+  mountPath: /opt/imgconv-sync
+{{- end }}
+{{- end -}}
+
+{{- define "imgconv.pythonSync.volume" -}}
+{{- if .Values.dev.pythonSync }}
+- name: python-sync
+  emptyDir:
+    sizeLimit: 256Mi
+{{- end }}
+{{- end -}}
