@@ -165,8 +165,9 @@ def test_the_kind_node_publishes_the_ports_traefik_binds() -> None:
 
 def test_make_kind_uses_these_files() -> None:
     makefile = (ROOT / "Makefile").read_text()
-    kind = makefile[makefile.index("\nkind:") :]
-    kind = kind[: kind.index("\nkind-down:")]
+    assert "bash scripts/kind.sh up" in makefile[makefile.index("\nkind:") :]
+    assert "bash scripts/kind.sh down" in makefile[makefile.index("\nkind-down:") :]
+    kind = (ROOT / "scripts" / "kind.sh").read_text()
     for needed in (
         "k8s/kind-config.yaml",
         "k8s/traefik-values.yaml",

@@ -81,7 +81,7 @@ def test_the_schema_covers_every_value_and_refuses_unknown_keys() -> None:
         ("api:\n  replica: 2\n", "at '/api': additional properties 'replica' not allowed"),
         ("worker:\n  concurrency: null\n", "at '/worker': missing property 'concurrency'"),
         ("ingress:\n  enabled: yes please\n", "at '/ingress/enabled': got string, want boolean"),
-        ("worker:\n  pool: threads\n", "at '/worker/pool'"),
+        ("worker:\n  pool: gevent\n", "at '/worker/pool'"),
         ("postgres:\n  persistence:\n    size: lots\n", "at '/postgres/persistence/size'"),
         ("config:\n  extraEnv:\n    MAX_FILES: '3'\n", "at '/config/extraEnv'"),
     ],

@@ -66,12 +66,15 @@ def test_liveness_from_the_heartbeat_and_a_metrics_port() -> None:
     assert "readinessProbe" not in worker
 
 
-def test_celery_node_name_stays_the_pod_name_for_drain() -> None:
+def test_drain_addresses_workers_by_the_node_name_they_get() -> None:
     docs = render({})
     worker = container(find(docs, "Deployment", WORKER), "worker")
-    assert not any(a.startswith("--hostname") for a in worker["args"])
+    (hostname,) = [a for a in worker["args"] if a.startswith("--hostname=")]
+    node = hostname.removeprefix("--hostname=")
     drain = find(docs, "WorkerAutoscaler", WORKER)["spec"]["source"]["rabbitmq"]["drain"]
-    assert drain == {"celeryNodeName": "celery@{pod}"}
+    # Celery expands %h to the host name, which in a pod is the pod's name.
+    assert drain == {"celeryNodeName": node.replace("%h", "{pod}")}
+    assert node == "imgconv@%h"
 
 
 def test_workers_migrate_before_consuming() -> None:

@@ -317,6 +317,14 @@ init container can run it at once; whoever is second finds the schema at head an
 {{- end -}}
 {{- end -}}
 
+{{/*
+The Celery node name of a worker pod, with the pod name (its hostname) in it: the worker gets
+it as --hostname (%h), the WorkerAutoscaler's drain addresses pods by it ({pod}).
+*/}}
+{{- define "imgconv.celeryNodeName" -}}
+{{- printf "imgconv@%s" .host -}}
+{{- end -}}
+
 {{- define "imgconv.workerGracePeriod" -}}
 {{- add .Values.config.taskHardTimeLimitSeconds .Values.worker.shutdownMarginSeconds -}}
 {{- end -}}
@@ -535,6 +543,7 @@ spec:
   volumeMounts:
     - name: python-sync
       mountPath: /opt/imgconv-sync
+    {{- include "imgconv.tmpMount" . | nindent 4 }}
 {{- end }}
 {{- end -}}
 

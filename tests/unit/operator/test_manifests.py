@@ -35,7 +35,7 @@ EXAMPLE: dict[str, Any] = {
             "rabbitmq": {
                 "managementUrl": "http://rabbitmq:15672",
                 "amqpUrl": "amqp://rabbitmq:5672",
-                "drain": {"celeryNodeName": "celery@{pod}"},
+                "drain": {"celeryNodeName": "imgconv@{pod}"},
                 "credentialsSecret": {"name": "imgconv-rabbitmq"},
             }
         },
