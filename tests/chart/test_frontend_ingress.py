@@ -4,7 +4,7 @@ API, / to the web UI) and the optional Gateway API HTTPRoute."""
 from __future__ import annotations
 
 from tests.chart.objects import container, env_of, find, has, kinds, name_of
-from tests.support.helm import render
+from tests.support.helm import CHART, helm, render
 
 FRONTEND = name_of("frontend")
 
@@ -94,4 +94,37 @@ def test_httproute_has_the_same_routes() -> None:
         "/api": {"name": name_of("api"), "port": 8000},
         "/": {"name": FRONTEND, "port": 3000},
     }
+    assert "timeouts" not in route["spec"]["rules"][0]
     assert kinds(render({}), "HTTPRoute") == []
+
+
+def test_httproute_api_timeouts_for_long_polls_and_uploads() -> None:
+    values = {
+        "httpRoute": {
+            "enabled": True,
+            "parentRefs": [{"name": "eg"}],
+            "apiTimeouts": {"request": "600s"},
+        }
+    }
+    api_rule, ui_rule = find(render(values), "HTTPRoute")["spec"]["rules"]
+    assert api_rule["timeouts"] == {"request": "600s"}
+    assert "timeouts" not in ui_rule
+
+
+def test_notes_print_the_url_and_the_next_commands() -> None:
+    def notes(*args: str) -> str:
+        done = helm("install", "--dry-run=client", "r", str(CHART), "-n", "media", *args)
+        return done.stdout[done.stdout.index("NOTES:") :]
+
+    hosted = notes("--set", "ingress.host=img.example.com")
+    assert "http://img.example.com/" in hosted
+    assert "helm test r -n media --logs" in hosted
+    assert "kubectl -n media get workerautoscalers -w" in hosted
+    tls = notes(
+        "--set", "ingress.host=img.example.com",
+        "--set", "ingress.tls.enabled=true", "--set", "ingress.tls.secretName=t",
+    )  # fmt: skip
+    assert "https://img.example.com/" in tls
+    forwarded = notes("--set", "ingress.enabled=false", "--set", "operator.enabled=false")
+    assert "kubectl -n media port-forward svc/r-imgconv-frontend 3000" in forwarded
+    assert "workerautoscalers" not in forwarded
