@@ -1,6 +1,7 @@
 """The rendered chart runs: `podman kube play` of the API, worker and frontend Deployments with
 their ConfigMaps and Secrets, and of the migration Job's pod, on the images `make images`
-builds (localhost/imgconv:dev, localhost/imgconv-frontend:dev), with host networking and the
+builds (localhost/imgconv:dev, localhost/imgconv-frontend:dev; built by the image tests'
+`ensure_images()` when missing or stale), with host networking and the
 machine's Postgres, Redis and RabbitMQ as the external services. The probes pass as rendered,
 a job converts end to end through the frontend pod, the helm test pod's command passes, and
 `podman kube down` leaves nothing behind.
@@ -29,8 +30,6 @@ from __future__ import annotations
 import copy
 import io
 import json
-import os
-import shutil
 import socket
 import subprocess
 import time
@@ -48,6 +47,7 @@ import yaml
 from PIL import Image
 
 from tests.chart.objects import Obj, all_containers
+from tests.support.containers import FRONTEND_IMAGE, IMAGE, TAG, ensure_images
 from tests.support.helm import render
 from tests.support.services import (
     REDIS_HOST,
@@ -62,32 +62,10 @@ from tests.support.services import (
 
 pytestmark = pytest.mark.integration
 
-IMAGES = {"imgconv": "localhost/imgconv", "frontend": "localhost/imgconv-frontend"}
-TAG = "dev"
-REDIS_DB = 9  # not one the other suites flush (10-15)
+# The images of `make images`, built once per session by the image tests' fixture.
+IMAGES = {"imgconv": IMAGE, "frontend": FRONTEND_IMAGE}
+REDIS_DB = 8  # not one another suite flushes (10-15 the Python suites, 9 the image tests)
 START_SECONDS = 240.0
-
-
-def need_podman_and_images() -> str:
-    """The podman binary; without it or the images: fail under CI=true, skip elsewhere."""
-    podman = shutil.which("podman")
-    missing = []
-    if podman is None:
-        missing.append("podman (bash scripts/images/install_podman.sh)")
-    else:
-        for repository in IMAGES.values():
-            exists = subprocess.run(
-                [podman, "image", "exists", f"{repository}:{TAG}"], check=False, timeout=30
-            )
-            if exists.returncode != 0:
-                missing.append(f"{repository}:{TAG} (make images)")
-    if missing:
-        message = "kube play needs " + ", ".join(missing)
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)  # outside CI only: with CI=true it failed above
-    assert podman is not None
-    return podman
 
 
 def podman_run(*args: str, timeout: float = 120, check: bool = True) -> str:
@@ -266,7 +244,7 @@ class Played:
 
 @pytest.fixture(scope="module")
 def played(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Played]:
-    need_podman_and_images()
+    ensure_images()  # builds them (layer cache: quick) or fails under CI=true without podman
     database = create_database()
     vhost = create_vhost()
     api_port, frontend_port, metrics_port = free_port(), free_port(), free_port()
@@ -275,8 +253,8 @@ def played(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Played]:
     values: dict[str, Any] = {
         "hostNetwork": True,
         "images": {
-            name: {"repository": repository, "tag": TAG, "pullPolicy": "Never"}
-            for name, repository in IMAGES.items()
+            name: {"repository": image.rsplit(":", 1)[0], "tag": TAG, "pullPolicy": "Never"}
+            for name, image in IMAGES.items()
         },
         "postgres": {"enabled": False, "external": {"url": database}},
         "redis": {
