@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 
 from tests.chart.objects import container, env_of, find, has, name_of
-from tests.support.helm import CHART, render
+from tests.support.helm import render
 
 GENERATED = {
     "secret-key": ["secret-key"],
@@ -31,23 +31,12 @@ def test_generated_secrets_are_random_strong_and_kept() -> None:
 
 
 def test_every_render_outside_a_cluster_generates_new_ones() -> None:
-    # With no cluster `lookup` finds nothing: this is the install path; upgrades read the
-    # existing Secret instead (the template below), which only a real apiserver can show.
+    # With no cluster `lookup` finds nothing (the install path); test_lookup.py shows an
+    # upgrade against an API server keeping what it holds.
     first = render({"nameOverride": "a"})
     second = render({"nameOverride": "b"})
     key = "imgconv-a-postgres", "imgconv-b-postgres"
     assert find(first, "Secret", key[0])["data"] != find(second, "Secret", key[1])["data"]
-
-
-def test_the_template_reuses_what_the_cluster_has() -> None:
-    helpers = (CHART / "templates" / "_helpers.tpl").read_text()
-    generator = helpers[helpers.index('define "imgconv.generatedSecretValue"') :]
-    generator = generator[: generator.index("{{- end -}}\n{{- end -}}")]
-    assert 'lookup "v1" "Secret" .root.Release.Namespace .name' in generator
-    assert "index $existing.data .key" in generator
-    for template in ("secrets.yaml",):
-        text = (CHART / "templates" / template).read_text()
-        assert text.count("imgconv.generatedSecretValue") == 4
 
 
 def test_existing_secrets_replace_the_generated_ones() -> None:
