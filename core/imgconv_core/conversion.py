@@ -36,6 +36,7 @@ from imgconv_core.storage import BlobStores, blob_key
 log = logging.getLogger(__name__)
 
 TIMED_OUT = "timed_out"
+INTERNAL_ERROR = "internal_error"
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,9 @@ class WorkerContext:
     sessions: sessionmaker[Session]
     stores: BlobStores
     redis: redis.Redis
+    # Raised into a conversion from outside (the worker's soft time limit): passed through,
+    # never taken for a failure of the conversion itself.
+    interruptions: tuple[type[BaseException], ...] = ()
 
 
 class Outcome(StrEnum):
@@ -122,6 +126,15 @@ def run_conversion(ctx: WorkerContext, job_id: uuid.UUID) -> ConversionReport:
         )
     except ImgconvError as exc:
         return finish_failed(ctx, job_id, me, exc.code, exc.message, job)
+    except ctx.interruptions:
+        raise
+    except Exception:
+        # Bad input is a domain error above; anything else is a bug (ours or a library's).
+        # End the job now, traceback logged, rather than retry it each time the lease ends.
+        log.exception("job %s: the conversion raised an unexpected error", job_id)
+        return finish_failed(
+            ctx, job_id, me, INTERNAL_ERROR, "an internal error stopped the conversion", job
+        )
     result = Result(converted.data, converted.mime_type, converted.width, converted.height)
     with transaction(ctx.sessions) as tx:
         done = complete_job(tx, store, job_id, me, result)

@@ -43,6 +43,7 @@ def worker_context() -> WorkerContext:
         sessions=make_session_factory(engine),
         stores=make_stores(settings),
         redis=redis.Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2),
+        interruptions=(SoftTimeLimitExceeded,),
     )
 
 
