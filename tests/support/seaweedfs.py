@@ -164,9 +164,9 @@ def seaweedfs(log_dir: Path, data_dir: Path | None = None) -> Iterator[SeaweedFS
     owned = data_dir is None
     root = Path(tempfile.mkdtemp(prefix="imgconv-weed-")) if data_dir is None else data_dir
     server = SeaweedFS(data_dir=root, log_dir=log_dir)
-    server.start()
-    server.create_bucket()
     try:
+        server.start()
+        server.create_bucket()
         yield server
     finally:
         server.stop(signal.SIGKILL)  # its data is thrown away: no need for a 15 s clean stop
