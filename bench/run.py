@@ -503,6 +503,8 @@ def bench_long_poll_latency(stack: Stack, api: str) -> list[Row]:
 
 def main() -> None:
     """Run every benchmark and print one table (also when a later section fails)."""
+    from bench import storage  # the S3 sections (a module of their own: it imports this one)
+
     rows: list[Row] = []
     only = set(sys.argv[1:])  # e.g. `python -m bench.run polls list`
     try:
@@ -518,6 +520,9 @@ def main() -> None:
                     ("conversions", lambda: bench_conversions(stack, api)),
                     ("longpoll", lambda: bench_long_poll_latency(stack, api)),
                     ("list", lambda: bench_list(stack, api, client)),
+                    ("uploads-s3", storage.bench_uploads_s3),
+                    ("uploads-budget", storage.bench_uploads_postgres_budget),
+                    ("conversions-s3", storage.bench_conversions_s3),
                 ]
                 for name, section in sections:
                     if only and name not in only:

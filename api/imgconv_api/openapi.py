@@ -36,11 +36,29 @@ INVALID_REQUEST = {
 }
 
 
+PRESIGNED_REDIRECT = {
+    "description": "The image is in S3: fetch it from the presigned URL in Location "
+    "(IMGCONV_S3_PRESIGNED_DOWNLOADS)",
+    "headers": {
+        "Location": {
+            "description": "A presigned URL",
+            "required": True,
+            "schema": {"type": "string"},
+        }
+    },
+}
+
+
 def _fill_in(operation: dict[str, Any], settings: Settings) -> None:
     if "422" in operation["responses"]:
         operation["responses"]["422"] = INVALID_REQUEST
     if operation.get("operationId") == "createJobs":
         operation["requestBody"] = upload_request_body(settings.max_files)
+    if (
+        operation.get("operationId") in ("getResult", "getSource")
+        and settings.s3_presigned_downloads
+    ):
+        operation["responses"]["307"] = PRESIGNED_REDIRECT
     if operation.get("operationId") == "getJob":
         for parameter in operation.get("parameters", []):
             if parameter["name"] == "wait":

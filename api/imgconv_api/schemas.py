@@ -83,7 +83,8 @@ _ERROR_DESCRIPTIONS = {
     415: "Not an image we can read",
     422: "Invalid request",
     429: "Rate limited (see Retry-After)",
-    503: "Busy: this server holds as many uploads as it can (see Retry-After)",
+    503: "Busy (this server holds as many uploads as it can) or the image store is out of "
+    "reach (see Retry-After)",
 }
 
 RETRY_AFTER = {

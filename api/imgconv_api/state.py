@@ -19,7 +19,7 @@ from imgconv_api.uploads import UploadBudget
 from imgconv_core.db.session import make_async_engine, make_engine, make_session_factory
 from imgconv_core.services import ServiceContext
 from imgconv_core.settings import Settings
-from imgconv_core.storage import make_store
+from imgconv_core.storage import make_stores
 from imgconv_core.sweeper import Sweeper
 
 
@@ -53,7 +53,7 @@ class AppState:
         """Connect pools (lazily: nothing here blocks if a service is down)."""
         engine = make_engine(settings)
         sessions = make_session_factory(engine)
-        store = make_store(settings)
+        stores = make_stores(settings)
         url = settings.redis_url
         sync_redis = redis.Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
         publisher = CeleryPublisher(settings)
@@ -62,7 +62,7 @@ class AppState:
             settings=settings,
             sessions=sessions,
             reads=make_session_factory(engine.execution_options(isolation_level="AUTOCOMMIT")),
-            store=store,
+            stores=stores,
             redis=sync_redis,
             secret=settings.secret_key.get_secret_value().encode(),
             enqueue=outbox.add,
@@ -72,7 +72,7 @@ class AppState:
             sweeper = Sweeper(
                 settings,
                 sessions,
-                store,
+                stores,
                 sync_redis,
                 publisher.publish,
                 queue_depth=lambda: publisher.queue_depth()[0],

@@ -31,7 +31,7 @@ from imgconv_core.processing import (
     release_job,
 )
 from imgconv_core.settings import Settings
-from imgconv_core.storage import BlobStore, blob_key
+from imgconv_core.storage import BlobStores, blob_key
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ class WorkerContext:
 
     settings: Settings
     sessions: sessionmaker[Session]
-    store: BlobStore
+    stores: BlobStores
     redis: redis.Redis
     # Raised into a conversion from outside (the worker's soft time limit): passed through,
     # never taken for a failure of the conversion itself.
@@ -102,9 +102,6 @@ def run_conversion(ctx: WorkerContext, job_id: uuid.UUID) -> ConversionReport:
             lease=settings.task_hard_time_limit + 30,
             max_attempts=settings.max_attempts,
         )
-        source = None
-        if claim.outcome is ClaimOutcome.CLAIMED:
-            source = ctx.store.get(tx, blob_key(job_id, "source"))
     if claim.outcome is ClaimOutcome.GONE:
         return ConversionReport(Outcome.DROPPED)
     if claim.outcome is ClaimOutcome.BUSY:
@@ -114,6 +111,11 @@ def run_conversion(ctx: WorkerContext, job_id: uuid.UUID) -> ConversionReport:
     publish_status(ctx, job)
     if claim.outcome is ClaimOutcome.EXHAUSTED:
         return ConversionReport(Outcome.FAILED, error_code=job.error_code)
+    store = ctx.stores.of(job.storage)
+    # Read after the claim committed: the row lock is not held while the bytes travel.
+    # Unreachable storage raises StorageUnavailable: the task retries it as transient.
+    with ctx.sessions() as tx:
+        source = store.get(tx, blob_key(job_id, "source"))
     if source is None:  # canceled between claim and read
         return finish_failed(ctx, job_id, me, "source_missing", "the source image is gone")
     try:
@@ -135,7 +137,7 @@ def run_conversion(ctx: WorkerContext, job_id: uuid.UUID) -> ConversionReport:
         )
     result = Result(converted.data, converted.mime_type, converted.width, converted.height)
     with transaction(ctx.sessions) as tx:
-        done = complete_job(tx, ctx.store, job_id, me, result)
+        done = complete_job(tx, store, job_id, me, result)
     if done is None:
         return ConversionReport(Outcome.DROPPED)
     publish_status(ctx, done)

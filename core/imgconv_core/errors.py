@@ -149,3 +149,13 @@ class Busy(ImgconvError):
     def __init__(self, message: str, *, retry_after: int, details: Any = None) -> None:
         super().__init__(message, details=details)
         self.retry_after = retry_after
+
+
+class StorageUnavailable(ImgconvError):
+    """The image store (S3) did not answer or refused us; nothing was stored, try again."""
+
+    code = "storage_unavailable"
+
+    def __init__(self, message: str, *, retry_after: int = 5, details: Any = None) -> None:
+        super().__init__(message, details=details)
+        self.retry_after = retry_after

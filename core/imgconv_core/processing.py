@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from imgconv_core.db.models import IdempotencyKey, Job
 from imgconv_core.jobs import JobStatus
-from imgconv_core.storage import BlobStore, blob_key
+from imgconv_core.storage import BlobStore, BlobStores, blob_key, job_keys
 
 WORKER_LOST = "worker_lost"
 
@@ -118,7 +118,14 @@ class Result:
 def complete_job(
     tx: Session, store: BlobStore, job_id: uuid.UUID, me: str, result: Result
 ) -> Job | None:
-    """Store the result and mark the job completed, unless it was canceled or taken over."""
+    """Store the result and mark the job completed, unless it was canceled or taken over.
+
+    `store` is the job's own. A non-transactional one gets the object first, so a completed
+    job always has its result; if the job turns out canceled, failed or gone, that object is
+    deleted again (one key per job: a retry or a duplicate overwrites, never adds a second)."""
+    key = blob_key(job_id, "result")
+    if not store.transactional:
+        store.put(tx, key, result.data, result.mime_type)
     job = tx.scalars(
         update(Job)
         .where(
@@ -138,7 +145,14 @@ def complete_job(
         .execution_options(populate_existing=True)
     ).one_or_none()
     if job is not None:
-        store.put(tx, blob_key(job_id, "result"), result.data, result.mime_type)
+        if store.transactional:
+            store.put(tx, key, result.data, result.mime_type)
+    elif not store.transactional:
+        status = tx.scalar(select(Job.status).where(Job.id == job_id))
+        # Queued or another worker's: its next result overwrites this one (deleting it now
+        # could remove the other worker's just-written object before it completes).
+        if status is None or status in (JobStatus.CANCELED.value, JobStatus.FAILED.value):
+            store.delete(tx, [key])
     return job
 
 
@@ -180,11 +194,12 @@ def moved_to(status: JobStatus, **columns: Any) -> dict[str, Any]:
 
 
 def release_job(tx: Session, job_id: uuid.UUID, me: str) -> Job | None:
-    """Give a claimed job back to the queue (before a retry of a transient error)."""
+    """Give a claimed job back to the queue (before a retry of a transient error). The claim
+    does not count as an attempt: attempts bound crashes, the task's retry limit bounds these."""
     return tx.scalars(
         update(Job)
         .where(Job.id == job_id, Job.status == JobStatus.PROCESSING.value, Job.claimed_by == me)
-        .values(moved_to(JobStatus.QUEUED))
+        .values(moved_to(JobStatus.QUEUED, attempts=Job.attempts - 1))
         .returning(Job)
         .execution_options(populate_existing=True)
     ).one_or_none()
@@ -253,10 +268,11 @@ def orphaned_jobs(tx: Session, *, enqueued_before: float, limit: int = 500) -> l
 
 
 def expire_jobs(
-    tx: Session, store: BlobStore, *, retention: timedelta, limit: int = 500
+    tx: Session, stores: BlobStores, *, retention: timedelta, limit: int = 500
 ) -> list[uuid.UUID]:
-    """Delete jobs (and their images) created longer ago than the retention period, and as
-    many Idempotency-Keys that old: a retry after that long is a new upload."""
+    """Delete jobs (and their images, wherever each job's are) created longer ago than the
+    retention period, and as many Idempotency-Keys that old: a retry after that long is a new
+    upload."""
     cutoff = func.now() - retention
     old_keys = (
         select(IdempotencyKey.client_id, IdempotencyKey.key)
@@ -269,17 +285,20 @@ def expire_jobs(
             tuple_(IdempotencyKey.client_id, IdempotencyKey.key).in_(old_keys)
         )
     )
-    ids = list(
-        tx.scalars(
-            select(Job.id)
-            .where(Job.created_at < cutoff)
-            .order_by(Job.created_at)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        ).all()
-    )
-    if not ids:
+    rows = tx.execute(
+        select(Job.id, Job.storage)
+        .where(Job.created_at < cutoff)
+        .order_by(Job.created_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    ).all()
+    if not rows:
         return []
-    store.delete(tx, [blob_key(i, role) for i in ids for role in ("source", "result")])
+    by_backend: dict[str, list[uuid.UUID]] = {}
+    for job_id, backend in rows:
+        by_backend.setdefault(backend, []).append(job_id)
+    for backend, ids in by_backend.items():
+        stores.of(backend).delete(tx, job_keys(ids))
+    ids = [job_id for job_id, _ in rows]
     tx.execute(delete(Job).where(Job.id.in_(ids)))
     return ids

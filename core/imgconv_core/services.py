@@ -27,7 +27,7 @@ from imgconv_core.errors import IdempotencyConflict, JobNotFound, Unauthorized, 
 from imgconv_core.images.inspect import ImageLimits
 from imgconv_core.job_ids import job_id_belongs, new_job_id
 from imgconv_core.settings import Settings
-from imgconv_core.storage import BlobStore
+from imgconv_core.storage import BlobStores
 from imgconv_core.uploads import Upload, parse_conversion_request, prepare_jobs, upload_fingerprint
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ class ServiceContext:
     settings: Settings
     sessions: sessionmaker[Session]
     reads: sessionmaker[Session]  # autocommit: one round trip per single-statement read
-    store: BlobStore
+    stores: BlobStores  # `current` takes new images; a job's own (`of(job.storage)`) has its
     redis: redis.Redis
     secret: bytes
     # Hands ids of committed jobs to whatever publishes them (never blocks; the sweeper
@@ -75,7 +75,7 @@ def accept_upload(
     )
     try:
         with transaction(ctx.sessions) as tx:
-            jobs = job_store.insert_jobs(tx, ctx.store, client_id, new_jobs, idempotency)
+            jobs = job_store.insert_jobs(tx, ctx.stores.current, client_id, new_jobs, idempotency)
     except IntegrityError as exc:
         # Jobs and idempotency keys reference their client: its row is gone (data reset).
         if isinstance(exc.orig, ForeignKeyViolation):
@@ -138,15 +138,17 @@ def cancel_job(ctx: ServiceContext, client_id: uuid.UUID, job_id: uuid.UUID) -> 
     """Cancel a queued or processing job (its images are deleted, the job stays `canceled`);
     a finished job stays as it is. Returns the job's JSON (without links)."""
     with transaction(ctx.sessions) as tx:
-        job = job_store.cancel_job(tx, ctx.store, _locked_own_job(ctx, tx, client_id, job_id))
+        job = _locked_own_job(ctx, tx, client_id, job_id)
+        job = job_store.cancel_job(tx, ctx.stores.of(job.storage), job)
     return _cache(ctx, job)
 
 
 def remove_job(ctx: ServiceContext, client_id: uuid.UUID, job_id: uuid.UUID) -> None:
     """Delete a job and its images, whatever its state (a conversion in progress is dropped)."""
     with transaction(ctx.sessions) as tx:
-        _locked_own_job(ctx, tx, client_id, job_id)
-        job_store.delete_job(tx, ctx.store, job_id)
+        job = _locked_own_job(ctx, tx, client_id, job_id)
+        # A store out of reach (StorageUnavailable) rolls this back: the job stays.
+        job_store.delete_job(tx, ctx.stores.of(job.storage), job_id)
     try:
         status_cache.forget_jobs(ctx.redis, [job_id], ctx.settings.status_cache_ttl_seconds)
     except redis.RedisError as exc:

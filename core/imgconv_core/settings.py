@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 from enum import StrEnum
 from functools import lru_cache
+from pathlib import Path
 from typing import Annotated
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -16,6 +17,13 @@ LOCAL_SECRET = "local-insecure-secret-change-me"
 class Mode(StrEnum):
     LOCAL = "local"
     PRODUCTION = "production"
+
+
+class StorageBackend(StrEnum):
+    """Where image bytes live; each job records the backend that holds its own."""
+
+    POSTGRES = "postgres"
+    S3 = "s3"
 
 
 class Settings(BaseSettings):
@@ -31,6 +39,28 @@ class Settings(BaseSettings):
     broker_url: str = "amqp://guest:guest@127.0.0.1:5672//"
     db_pool_size: int = Field(default=10, ge=1)
     db_max_overflow: int = Field(default=20, ge=0)
+
+    # image storage: new images go to `storage`; each job keeps the backend it was stored in
+    storage: StorageBackend = StorageBackend.POSTGRES
+    s3_endpoint_url: str | None = None  # None: AWS's own endpoint for the region
+    s3_bucket: str = "imgconv"
+    s3_region: str = "us-east-1"
+    s3_path_style: bool = False  # https://host/bucket/key instead of https://bucket.host/key
+    s3_prefix: str = ""  # key prefix inside the bucket, e.g. "imgconv/" in a shared bucket
+    # Credentials: the values, or files holding them (a mounted Kubernetes Secret); neither
+    # leaves them to the environment's chain (AWS_* variables, web identity, instance profile).
+    s3_access_key_id: SecretStr | None = None
+    s3_secret_access_key: SecretStr | None = None
+    s3_access_key_id_file: Path | None = None
+    s3_secret_access_key_file: Path | None = None
+    s3_connect_timeout_seconds: float = Field(default=2, gt=0)
+    s3_read_timeout_seconds: float = Field(default=10, gt=0)  # silence that ends a request
+    s3_request_timeout_seconds: float = Field(default=300, gt=0)  # whole request, body included
+    s3_max_retries: int = Field(default=2, ge=0)
+    s3_presigned_downloads: bool = False  # downloads answer 307 to a presigned URL
+    s3_presign_expires_seconds: int = Field(default=300, ge=1, le=7 * 24 * 3600)
+    s3_orphan_grace_seconds: float = Field(default=900, gt=0)
+    storage_retry_after_seconds: int = Field(default=5, ge=1)
 
     # upload limits
     max_file_bytes: int = Field(default=25 * 1024 * 1024, ge=1)
@@ -121,7 +151,29 @@ class Settings(BaseSettings):
             )
         for proxy in self.trusted_proxies:
             ipaddress.ip_network(proxy, strict=False)
+        has_key_id = self.s3_access_key_id is not None or self.s3_access_key_id_file is not None
+        has_secret = (
+            self.s3_secret_access_key is not None or self.s3_secret_access_key_file is not None
+        )
+        if has_key_id != has_secret:
+            raise ValueError(
+                "set both IMGCONV_S3_ACCESS_KEY_ID(_FILE) and IMGCONV_S3_SECRET_ACCESS_KEY(_FILE), "
+                "or neither"
+            )
         return self
+
+    def s3_credentials(self) -> tuple[str, str] | None:
+        """The S3 key pair (a `_FILE` setting is read now, so a rotated Secret is picked up by
+        the next client), or None to leave credentials to the environment's chain."""
+
+        def value(direct: SecretStr | None, file: Path | None) -> str | None:
+            if file is not None:
+                return file.read_text().strip()
+            return direct.get_secret_value() if direct is not None else None
+
+        key_id = value(self.s3_access_key_id, self.s3_access_key_id_file)
+        secret = value(self.s3_secret_access_key, self.s3_secret_access_key_file)
+        return (key_id, secret) if key_id is not None and secret is not None else None
 
     @property
     def max_request_bytes(self) -> int:

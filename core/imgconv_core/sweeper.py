@@ -4,6 +4,7 @@ Runs in the API processes (always up, unlike workers that may be scaled to zero)
 advisory lock lets one replica at a time do a pass. Each pass:
 - re-queues jobs whose worker vanished (lease over), or fails them after too many attempts;
 - deletes jobs past the retention period, with their images;
+- deletes objects in the S3 bucket that no job needs, after a grace period (storage/orphans.py);
 - rewrites the status cache for jobs changed since the last good pass (heals missed writes);
 - publishes queued jobs the broker never confirmed (the outbox), e.g. after a broker outage;
 - re-publishes queued jobs whose messages the broker lost (its queue is empty, yet they wait).
@@ -17,7 +18,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import redis
 from sqlalchemy import func, select
@@ -26,20 +27,23 @@ from sqlalchemy.orm import Session, sessionmaker
 from imgconv_core import status_cache
 from imgconv_core.db.job_store import cache_entry, jobs_changed_since, mark_enqueued
 from imgconv_core.db.session import transaction
+from imgconv_core.errors import StorageUnavailable
 from imgconv_core.processing import (
     expire_jobs,
     orphaned_jobs,
     requeue_expired,
     unpublished_jobs,
 )
-from imgconv_core.settings import Settings
-from imgconv_core.storage import BlobStore
+from imgconv_core.settings import Settings, StorageBackend
+from imgconv_core.storage import BlobStores
+from imgconv_core.storage.orphans import job_states, orphaned_keys
 
 log = logging.getLogger(__name__)
 
 SWEEP_LOCK = 7312002
 EXPIRE_BATCH = 500  # jobs deleted per transaction
 HEAL_BATCH = 5000  # jobs re-cached per pass at most; a pass with more goes on in the next
+ORPHAN_PAGE = 1000  # bucket keys looked at per listing (S3's largest page)
 
 Publisher = Callable[[Sequence[uuid.UUID]], list[uuid.UUID]]
 
@@ -51,6 +55,7 @@ class SweepReport:
     expired: int = 0
     recached: int = 0
     republished: int = 0
+    orphans_deleted: int = 0
 
 
 @dataclass
@@ -59,7 +64,7 @@ class Sweeper:
 
     settings: Settings
     sessions: sessionmaker[Session]
-    store: BlobStore
+    stores: BlobStores
     redis: redis.Redis
     publish: Publisher
     queue_depth: Callable[[], int] | None = None
@@ -67,6 +72,7 @@ class Sweeper:
     expire_batch: int = EXPIRE_BATCH
     cache_ok_since: datetime | None = None
     heal_after: uuid.UUID | None = None
+    orphan_cursor: str | None = None  # the last bucket key looked at; None: from the start
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def run_once(self) -> SweepReport | None:
@@ -111,6 +117,7 @@ class Sweeper:
                 self.heal_after = None
         except redis.RedisError as exc:
             log.warning("status cache unavailable during sweep: %s", exc)
+        report.orphans_deleted = self._delete_orphans()
         with transaction(self.sessions) as tx:
             pending = unpublished_jobs(tx, older_than=settings.publish_grace_seconds)
         pending += self._lost_messages()
@@ -130,10 +137,38 @@ class Sweeper:
         expired: list[uuid.UUID] = []
         while True:
             with transaction(self.sessions) as tx:
-                batch = expire_jobs(tx, self.store, retention=retention, limit=self.expire_batch)
+                batch = expire_jobs(tx, self.stores, retention=retention, limit=self.expire_batch)
             expired += batch
             if len(batch) < self.expire_batch or time.monotonic() >= budget_ends:
                 return expired
+
+    def _delete_orphans(self) -> int:
+        """Delete bucket objects no job needs, a page of keys at a time from where the last
+        pass stopped, for up to a quarter of a sweep interval (S3 deployments only)."""
+        if self.settings.storage is not StorageBackend.S3:
+            return 0
+        from imgconv_core.storage.s3 import S3BlobStore
+
+        store = self.stores.of(StorageBackend.S3)
+        assert isinstance(store, S3BlobStore)
+        budget_ends = time.monotonic() + self.settings.sweep_interval_seconds / 4
+        deleted = 0
+        try:
+            while True:
+                page = store.list_after(self.orphan_cursor, ORPHAN_PAGE)
+                grace = timedelta(seconds=self.settings.s3_orphan_grace_seconds)
+                with transaction(self.sessions) as tx:
+                    jobs = job_states(tx, (key for key, _ in page))
+                    orphans = orphaned_keys(page, jobs, datetime.now(UTC) - grace)
+                    store.delete(tx, orphans)
+                deleted += len(orphans)
+                # A short page is the end of the bucket: the next pass starts over.
+                self.orphan_cursor = page[-1][0] if len(page) == ORPHAN_PAGE else None
+                if self.orphan_cursor is None or time.monotonic() >= budget_ends:
+                    return deleted
+        except StorageUnavailable:
+            log.warning("orphan sweep skipped: the image store is unreachable")
+            return deleted
 
     def _lost_messages(self) -> list[uuid.UUID]:
         """Queued jobs whose messages are gone: only looked for while the queue is empty."""

@@ -16,7 +16,7 @@ from imgconv_core.db import job_store
 from imgconv_core.db.models import Job
 from imgconv_core.db.session import make_engine, make_session_factory, transaction
 from imgconv_core.settings import Settings
-from imgconv_core.storage import PostgresBlobStore
+from imgconv_core.storage import make_stores
 from imgconv_core.tokens import issue_token
 from tests.support.client import ApiClient
 from tests.support.images import photo
@@ -38,7 +38,7 @@ def ctx(private_stack: Stack) -> Iterator[WorkerContext]:
     yield WorkerContext(
         settings,
         make_session_factory(engine),
-        PostgresBlobStore(),
+        make_stores(settings),
         client,
         interruptions=(Interrupted,),
     )
@@ -62,7 +62,7 @@ def new_job(ctx: WorkerContext, data: bytes) -> uuid.UUID:
     with transaction(ctx.sessions) as tx:
         job_store.create_client(tx, issued)
     with transaction(ctx.sessions) as tx:
-        stored = job_store.insert_jobs(tx, ctx.store, issued.client_id, [job])
+        stored = job_store.insert_jobs(tx, ctx.stores.current, issued.client_id, [job])
     assert stored is not None
     job_id: uuid.UUID = stored[0].id
     return job_id

@@ -1,5 +1,5 @@
 """The job lifecycle as a client sees it: upload, poll (ETag, long poll), list, download,
-cancel, delete, idempotency, isolation between clients."""
+cancel, delete, idempotency, isolation between clients; on both storage backends."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import threading
 import time
 
 import httpx
+import pytest
 from PIL import Image
 
 from imgconv_core.settings import LOCAL_SECRET
@@ -15,6 +16,13 @@ from imgconv_core.tokens import issue_token
 from tests.support.client import ApiClient
 from tests.support.images import format_of, photo
 from tests.support.services import Process
+
+
+@pytest.fixture(params=["postgres", "s3"])
+def backend(request: pytest.FixtureRequest) -> str:
+    """Every test here runs with its images in Postgres, then in S3 (SeaweedFS)."""
+    value: str = request.param
+    return value
 
 
 def test_token_then_upload_poll_and_download(client: ApiClient, worker: Process) -> None:
@@ -219,7 +227,12 @@ def test_stats_health_and_openapi(api: str, client: ApiClient, worker: Process) 
     assert client.http.get("/healthz").status_code == 200
     ready = client.http.get("/readyz")
     assert ready.status_code == 200, ready.text
-    assert ready.json()["checks"] == {"database": "ok", "redis": "ok", "broker": "ok"}
+    assert ready.json()["checks"] == {
+        "database": "ok",
+        "redis": "ok",
+        "broker": "ok",
+        "storage": "ok",
+    }
     spec = client.http.get("/openapi.json").json()
     assert "/api/v1/jobs/{job_id}" in spec["paths"]
     assert client.http.get("/docs").status_code == 200

@@ -26,7 +26,7 @@ from imgconv_core.db.session import make_engine, make_session_factory, transacti
 from imgconv_core.jobs import JobStatus
 from imgconv_core.processing import ClaimOutcome, claim_job, current_claimant
 from imgconv_core.settings import Settings
-from imgconv_core.storage import PostgresBlobStore
+from imgconv_core.storage import PostgresBlobStore, make_stores
 from imgconv_core.sweeper import Sweeper
 from imgconv_core.tokens import issue_token
 from tests.support.images import photo
@@ -59,7 +59,7 @@ def env(private_stack: Stack) -> Iterator[Env]:
     sessions = make_session_factory(engine)
     client = redis.Redis.from_url(settings.redis_url)
     publisher = CeleryPublisher(settings)
-    sweeper = Sweeper(settings, sessions, PostgresBlobStore(), client, publisher.publish)
+    sweeper = Sweeper(settings, sessions, make_stores(settings), client, publisher.publish)
     issued = issue_token(b"k" * 32)
     with transaction(sessions) as tx:
         job_store.create_client(tx, issued)

@@ -21,15 +21,16 @@ from imgconv_core.conversion import (
     run_conversion,
 )
 from imgconv_core.db.session import make_engine, make_session_factory
+from imgconv_core.errors import StorageUnavailable
 from imgconv_core.jobs import CONVERT_TASK
 from imgconv_core.processing import current_claimant
 from imgconv_core.settings import get_settings
-from imgconv_core.storage import make_store
+from imgconv_core.storage import make_stores
 from imgconv_worker import metrics
 
 log = logging.getLogger(__name__)
 
-TRANSIENT = (OperationalError, DBAPIError, redis.ConnectionError)
+TRANSIENT = (OperationalError, DBAPIError, redis.ConnectionError, StorageUnavailable)
 
 
 @lru_cache(maxsize=1)
@@ -40,7 +41,7 @@ def worker_context() -> WorkerContext:
     return WorkerContext(
         settings=settings,
         sessions=make_session_factory(engine),
-        store=make_store(settings),
+        stores=make_stores(settings),
         redis=redis.Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2),
         interruptions=(SoftTimeLimitExceeded,),
     )
@@ -68,6 +69,16 @@ def convert(self: Task, job_id: str) -> str:
         retries: int = self.request.retries
         if retries >= ctx.settings.transient_retry_limit:
             log.error("job %s: giving up after %d transient errors: %s", job_id, retries, exc)
+            if isinstance(exc, StorageUnavailable):
+                # The database answers, so the job can end now, with a code that says why.
+                finish_failed(
+                    ctx,
+                    job_uuid,
+                    current_claimant(),
+                    exc.code,
+                    f"the image store was unreachable for {retries + 1} attempts",
+                )
+                raise Ignore() from None
             # Leave the claim: the sweeper re-queues or fails it when the lease ends.
             raise
         try:

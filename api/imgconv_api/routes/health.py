@@ -32,7 +32,8 @@ async def healthz() -> Health:
     responses={503: {"model": Readiness, "description": "Something it needs is down"}},
 )
 async def readyz(state: StateDep) -> JSONResponse:
-    """Ready when Postgres, Redis and the broker answer; 503 naming what is down otherwise."""
+    """Ready when Postgres, Redis, the broker and the image store answer; 503 naming what is
+    down otherwise."""
 
     def database() -> None:
         with state.services.reads() as tx:
@@ -48,6 +49,7 @@ async def readyz(state: StateDep) -> JSONResponse:
         "database": run(database),
         "redis": redis_check(),
         "broker": run(state.publisher.ping),
+        "storage": run(state.services.stores.current.check),
     }
     results: dict[str, str] = {}
     for name, check in checks.items():

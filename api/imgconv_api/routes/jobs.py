@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import urllib.parse
 import uuid
+from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
+from fastapi.responses import RedirectResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from imgconv_api import metrics
@@ -34,7 +36,8 @@ from imgconv_core.errors import ImageGone, JobNotCompleted, JobNotFound
 from imgconv_core.images.formats import EXTENSIONS
 from imgconv_core.jobs import JobStatus
 from imgconv_core.services import ServiceContext
-from imgconv_core.storage import blob_key
+from imgconv_core.storage import DOWNLOAD_CHUNK_BYTES, BlobReader, blob_key
+from imgconv_core.storage.s3 import S3BlobStore
 
 router = APIRouter(tags=["jobs"])
 
@@ -283,15 +286,36 @@ async def _download(
         headers = {"ETag": etag, "Cache-Control": DOWNLOAD_CACHE}
         if if_none_match == etag:
             return Response(status_code=304, headers=headers)
+        store = ctx.stores.of(job.storage)
+        key = blob_key(uid, role)
+        if isinstance(store, S3BlobStore) and ctx.settings.s3_presigned_downloads:
+            if job.status == JobStatus.CANCELED.value:  # a canceled job's images are deleted
+                raise ImageGone(f"the {role} image was deleted")
+            return RedirectResponse(store.presigned_url(key), status_code=307)
         with ctx.reads() as tx:
-            blob = ctx.store.get(tx, blob_key(uid, role))
-        if blob is None:
+            reader = store.open(tx, key)
+        if reader is None:
             raise ImageGone(f"the {role} image was deleted")
         headers["Content-Disposition"] = content_disposition(download_name(job, role))
         headers["X-Content-Type-Options"] = "nosniff"
-        return Response(blob.data, media_type=blob.content_type, headers=headers)
+        if reader.size <= DOWNLOAD_CHUNK_BYTES:  # one piece: no streaming machinery needed
+            try:
+                body = b"".join(reader.chunks())
+            finally:
+                reader.close()
+            return Response(body, media_type=reader.content_type, headers=headers)
+        headers["Content-Length"] = str(reader.size)
+        return StreamingResponse(_pieces(reader), media_type=reader.content_type, headers=headers)
 
     return await run_in_threadpool(load)
+
+
+def _pieces(reader: BlobReader) -> Iterator[bytes]:
+    """A big image in pieces (each read in a worker thread): never whole in memory."""
+    try:
+        yield from reader.chunks()
+    finally:
+        reader.close()
 
 
 @router.get(
@@ -301,7 +325,7 @@ async def _download(
     responses={
         200: {**DOWNLOAD, "links": {"Revalidate": _revalidate("getResult")}},
         304: NOT_MODIFIED,
-        **errors(401, 404, 409, 410),
+        **errors(401, 404, 409, 410, 503),
     },
 )
 async def get_result(
@@ -318,7 +342,7 @@ async def get_result(
     responses={
         200: {**DOWNLOAD, "links": {"Revalidate": _revalidate("getSource")}},
         304: NOT_MODIFIED,
-        **errors(401, 404, 410),
+        **errors(401, 404, 410, 503),
     },
 )
 async def get_source(
@@ -334,7 +358,7 @@ async def get_source(
     response_model=Job,
     responses={
         200: {"description": "The job, canceled unless it had finished"},
-        **errors(401, 404),
+        **errors(401, 404, 503),
     },
 )
 async def cancel_job(job_id: JobId, ctx: ServicesDep, client_id: ClientId) -> Response:
@@ -350,7 +374,7 @@ async def cancel_job(job_id: JobId, ctx: ServicesDep, client_id: ClientId) -> Re
     status_code=204,
     operation_id="deleteJob",
     response_class=Response,
-    responses={204: {"description": "Deleted"}, **errors(401, 404)},
+    responses={204: {"description": "Deleted"}, **errors(401, 404, 503)},
 )
 async def delete_job(job_id: JobId, ctx: ServicesDep, client_id: ClientId) -> Response:
     """Delete a job and its images, whatever its state (a running conversion is dropped)."""

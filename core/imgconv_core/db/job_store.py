@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import re
 import uuid
 from collections.abc import Iterator, Sequence
@@ -12,15 +14,22 @@ from typing import Any, Protocol, TypeAlias
 
 from sqlalchemy import Select, delete, func, insert, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from imgconv_core import status_cache
 from imgconv_core.db.models import Client, IdempotencyKey, Job
-from imgconv_core.errors import InvalidRequest
+from imgconv_core.errors import InvalidRequest, StorageUnavailable
 from imgconv_core.jobs import LIVE_STATUSES, JobError, JobStatus, JobView
 from imgconv_core.processing import moved_to
 from imgconv_core.storage import BlobStore, blob_key
 from imgconv_core.tokens import IssuedToken
+
+log = logging.getLogger(__name__)
+
+# For one test only (the orphan sweep's): the process exits right after writing an upload's
+# objects, before its rows commit, as a crash there would.
+_EXIT_AFTER_OBJECT_PUT = os.environ.get("IMGCONV_TEST_EXIT_AFTER_OBJECT_PUT") == "1"
 
 # A job as read from the database: a `Job`, or a row of `VIEW_COLUMNS` / `STORED_COLUMNS`.
 JobRow: TypeAlias = Any
@@ -111,8 +120,58 @@ def insert_jobs(
     new_jobs: Sequence[NewJob],
     idempotency: tuple[str, str] | None = None,
 ) -> list[JobRow] | None:
-    """Store the jobs and their source images in the caller's transaction (all or nothing);
-    None, with nothing written, if another upload holds the `(key, fingerprint)` idempotency."""
+    """Store the jobs and their source images, all or nothing; None, with no job stored, if
+    another upload holds the `(key, fingerprint)` idempotency.
+
+    A transactional store writes in the caller's transaction; any other gets the objects first,
+    before any row exists, so a committed job always has its image (a crash in between leaves
+    objects the sweep removes)."""
+    if not store.transactional:
+        # No statement has run yet: the session holds no connection while the objects upload.
+        _put_sources(tx, store, new_jobs)
+        if _EXIT_AFTER_OBJECT_PUT:
+            os._exit(70)
+    try:
+        rows = _insert_rows(tx, store, client_id, new_jobs, idempotency)
+    except IntegrityError:
+        if not store.transactional:  # nothing refers to them
+            _forget_sources(tx, store, new_jobs)
+        raise
+    if rows is None:
+        if not store.transactional:
+            _forget_sources(tx, store, new_jobs)
+        return None
+    if store.transactional:
+        # Rows before blobs here: a constraint error aborts before the big writes.
+        _put_sources(tx, store, new_jobs)
+    return rows
+
+
+def _put_sources(tx: Session, store: BlobStore, new_jobs: Sequence[NewJob]) -> None:
+    for new in new_jobs:
+        _put_source(tx, store, new)
+
+
+def _put_source(tx: Session, store: BlobStore, new: NewJob) -> None:
+    # One file's bytes in memory at a time, released with this frame.
+    with new.source.contents() as data:
+        store.put(tx, blob_key(new.id, "source"), data, new.source_mime)
+
+
+def _forget_sources(tx: Session, store: BlobStore, new_jobs: Sequence[NewJob]) -> None:
+    try:
+        store.delete(tx, [blob_key(new.id, "source") for new in new_jobs])
+    except StorageUnavailable:
+        log.warning("could not delete the objects of a rejected upload; the sweep will")
+
+
+def _insert_rows(
+    tx: Session,
+    store: BlobStore,
+    client_id: uuid.UUID,
+    new_jobs: Sequence[NewJob],
+    idempotency: tuple[str, str] | None,
+) -> list[JobRow] | None:
     conn = tx.connection()
     if idempotency is not None:
         key, fingerprint = idempotency
@@ -127,7 +186,6 @@ def insert_jobs(
         ).first()
         if taken is None:
             return None
-    # Rows before blobs: a constraint error aborts before the big writes.
     rows = conn.execute(
         _INSERT_JOBS,
         [
@@ -145,19 +203,12 @@ def insert_jobs(
                 "source_width": new.width,
                 "source_height": new.height,
                 "attempts": 0,
+                "storage": store.backend.value,
             }
             for new in new_jobs
         ],
     ).all()
-    for new in new_jobs:
-        _store_source(tx, store, new)
     return list(rows)
-
-
-def _store_source(tx: Session, store: BlobStore, new: NewJob) -> None:
-    # One file's bytes in memory at a time, released with this frame.
-    with new.source.contents() as data:
-        store.put(tx, blob_key(new.id, "source"), data, new.source_mime)
 
 
 @dataclass(frozen=True)

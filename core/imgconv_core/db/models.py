@@ -23,6 +23,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from imgconv_core.jobs import JobStatus
+from imgconv_core.settings import StorageBackend
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -48,6 +49,7 @@ class Client(Base):
 
 
 STATUS_VALUES = ", ".join(f"'{s.value}'" for s in JobStatus)
+STORAGE_VALUES = ", ".join(f"'{b.value}'" for b in StorageBackend)
 
 
 class Job(Base):
@@ -58,6 +60,7 @@ class Job(Base):
     __mapper_args__ = {"eager_defaults": True}
     __table_args__ = (
         CheckConstraint(f"status IN ({STATUS_VALUES})", name="status_valid"),
+        CheckConstraint(f"storage IN ({STORAGE_VALUES})", name="storage_valid"),
         # Keyset pagination of a client's jobs, newest first, with and without a status filter.
         Index("ix_jobs_client_created", "client_id", text("created_at DESC"), text("id DESC")),
         Index(
@@ -106,6 +109,13 @@ class Job(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The backend holding this job's images (source and result), whatever IMGCONV_STORAGE
+    # says now: a deployment that switched keeps serving and deleting the older ones.
+    storage: Mapped[str] = mapped_column(
+        String(16),
+        default=StorageBackend.POSTGRES.value,
+        server_default=StorageBackend.POSTGRES.value,
+    )
 
 
 class Blob(Base):
