@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import Session, sessionmaker
 
 from imgconv_api.job_events import JobEventHub
+from imgconv_api.metrics import Backlog, PollMetrics
 from imgconv_api.outbox_relay import OutboxRelay
 from imgconv_api.publisher import CeleryPublisher
 from imgconv_api.rate_limits import RateLimits
@@ -42,6 +43,8 @@ class AppState:
     events: JobEventHub
     secret: bytes
     outbox: OutboxRelay
+    poll_metrics: PollMetrics
+    backlog: Backlog
     sweeper: Sweeper | None = None
     sweeper_thread: threading.Thread | None = None
     stats_cache: dict[str, object] = field(default_factory=dict)
@@ -76,6 +79,8 @@ class AppState:
             events=JobEventHub(events_redis),
             secret=settings.secret_key.get_secret_value().encode(),
             outbox=OutboxRelay(sessions, publisher.publish),
+            poll_metrics=PollMetrics(async_redis, enabled=settings.poll_metrics),
+            backlog=Backlog(reads, publisher, settings.broker_management_url, settings.broker_url),
         )
         if run_sweeper:
             state.sweeper = Sweeper(

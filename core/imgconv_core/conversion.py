@@ -32,6 +32,7 @@ from imgconv_core.processing import (
 )
 from imgconv_core.settings import Settings
 from imgconv_core.storage import BlobStore, blob_key
+from imgconv_core.telemetry.metrics import observe_terminal
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +110,7 @@ def run_conversion(ctx: WorkerContext, job_id: uuid.UUID) -> ConversionReport:
     assert job is not None
     publish_status(ctx, job)
     if claim.outcome is ClaimOutcome.EXHAUSTED:
+        observe_terminal(job, by_worker=False)
         return ConversionReport(Outcome.FAILED, error_code=job.error_code)
     if source is None:  # canceled between claim and read
         return finish_failed(ctx, job_id, me, "source_missing", "the source image is gone")
@@ -125,6 +127,7 @@ def run_conversion(ctx: WorkerContext, job_id: uuid.UUID) -> ConversionReport:
         done = complete_job(tx, ctx.store, job_id, me, result)
     if done is None:
         return ConversionReport(Outcome.DROPPED)
+    observe_terminal(done, by_worker=True)
     publish_status(ctx, done)
     return ConversionReport(
         Outcome.COMPLETED, source_format=job.source_format, target_format=job.target_format
@@ -144,6 +147,7 @@ def finish_failed(
         failed = fail_job(tx, job_id, me, code, message)
     if failed is None:
         return ConversionReport(Outcome.DROPPED)
+    observe_terminal(failed, by_worker=True)
     publish_status(ctx, failed)
     return ConversionReport(
         Outcome.FAILED,

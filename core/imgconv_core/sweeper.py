@@ -34,6 +34,7 @@ from imgconv_core.processing import (
 )
 from imgconv_core.settings import Settings
 from imgconv_core.storage import BlobStore
+from imgconv_core.telemetry.metrics import observe_terminal
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +92,8 @@ class Sweeper:
                 seconds=3 * settings.sweep_interval_seconds
             )
             changed = jobs_changed_since(tx, since, after=self.heal_after, limit=self.heal_batch)
+        for job in failed:
+            observe_terminal(job, by_worker=False)
         expired = self._expire()
         report.requeued, report.failed, report.expired = len(requeued), len(failed), len(expired)
         try:

@@ -32,6 +32,7 @@ from imgconv_core.images.inspect import ImageLimits
 from imgconv_core.job_ids import job_id_belongs, new_job_id
 from imgconv_core.jobs import JobStatus, JobView
 from imgconv_core.storage import blob_key
+from imgconv_core.telemetry.metrics import observe_terminal
 from imgconv_core.uploads import parse_conversion_request, prepare_jobs, upload_fingerprint
 
 router = APIRouter(tags=["jobs"])
@@ -154,13 +155,9 @@ async def create_jobs(
         state.outbox.add([job.id for job in jobs])
         return jobs, [state.cache_job(job) for job in jobs], True
 
-    try:
-        jobs, bodies, created = await run_in_threadpool(accept)
-    except Exception as exc:
-        metrics.count_rejection(exc)
-        raise
+    jobs, bodies, created = await run_in_threadpool(accept)
     if created:
-        metrics.JOBS_CREATED.inc(len(jobs))
+        metrics.count_accepted(jobs)
     # The jobs' JSON is already encoded (it is what the cache holds): no second serialization.
     return Response(
         b'{"jobs":[' + b",".join(bodies) + b"]}",
@@ -191,6 +188,7 @@ async def get_job(
         wait,
         request.headers.get("if-none-match"),
     )
+    state.poll_metrics.answered(answer.outcome)
     return Response(
         answer.body,
         status_code=answer.status,
@@ -307,6 +305,7 @@ async def delete_job(job_id: str, state: StateDep, client_id: ClientId) -> Respo
         if deleted:
             state.forget_job(uid)
         else:
+            observe_terminal(job, by_worker=False)
             state.cache_job(job)
 
     await run_in_threadpool(remove)
