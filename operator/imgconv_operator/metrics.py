@@ -6,7 +6,10 @@ import contextlib
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from imgconv_core.telemetry.metrics import BuildInfo
+
 REGISTRY = CollectorRegistry(auto_describe=True)
+REGISTRY.register(BuildInfo("operator"))
 LABELS = ("namespace", "autoscaler")
 
 QUEUE_MESSAGES = Gauge(
