@@ -13,11 +13,11 @@ from imgconv_operator import metrics as operator_metrics
 from tests.support.observability import promtool_lint
 
 # Every label any component uses; a new one must be added here on purpose.
+_BUILD = {"component", "version", "revision", "python_version"}
 BOUNDED_LABELS = {
-    "api+worker": {"method", "route", "status", "outcome", "source", "source_format", "target_format",
-            "code", "state", "component", "version", "revision", "python_version", "le"},
-    "operator": {"namespace", "autoscaler", "state", "direction", "reason", "component",
-                 "version", "revision", "python_version", "le"},
+    "api+worker": {"method", "route", "status", "outcome", "source", "source_format",
+                   "target_format", "code", "state", "le"} | _BUILD,
+    "operator": {"namespace", "autoscaler", "state", "direction", "reason", "le"} | _BUILD,
 }  # fmt: skip
 PREFIXES = {
     "api+worker": (
