@@ -75,7 +75,7 @@ def children(pid: int) -> set[int]:
 
 def plant_stale_counter(directory: Path) -> None:
     """A counter file an earlier run left behind (pid 999999): it must not add to this run."""
-    stale = MmapedDict(str(directory / "counter_999999.db"))
+    stale = MmapedDict(str(directory / "counter_999999.db"))  # type: ignore[no-untyped-call]
     key = json.dumps(
         (
             "imgconv_worker_conversions",
@@ -85,8 +85,8 @@ def plant_stale_counter(directory: Path) -> None:
         ),
         sort_keys=True,
     )
-    stale.write_value(key, 1000.0, 0.0)
-    stale.close()
+    stale.write_value(key, 1000.0, 0.0)  # type: ignore[no-untyped-call]
+    stale.close()  # type: ignore[no-untyped-call]
 
 
 def test_prefork_worker_counts_every_job_exactly_once(
