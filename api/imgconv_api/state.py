@@ -18,6 +18,7 @@ from imgconv_api.metrics import Backlog, PollMetrics
 from imgconv_api.outbox_relay import OutboxRelay
 from imgconv_api.publisher import CeleryPublisher
 from imgconv_api.rate_limits import RateLimits
+from imgconv_api.tracing import instrument_state, untraced, with_stored_traces
 from imgconv_core import status_cache
 from imgconv_core.db.job_store import StoredJob, cache_entry
 from imgconv_core.db.session import make_async_engine, make_engine, make_session_factory
@@ -65,6 +66,8 @@ class AppState:
         # Pub/sub blocks waiting for messages: no read timeout on that connection.
         events_redis = aioredis.Redis.from_url(url, socket_connect_timeout=1.0)
         publisher = CeleryPublisher(settings)
+        # With tracing on, each publish continues the trace of the job's upload.
+        publish = with_stored_traces(publisher.publish, reads)
         state = cls(
             settings=settings,
             engine=engine,
@@ -78,21 +81,22 @@ class AppState:
             rate_limits=RateLimits(settings),
             events=JobEventHub(events_redis),
             secret=settings.secret_key.get_secret_value().encode(),
-            outbox=OutboxRelay(sessions, publisher.publish),
+            outbox=OutboxRelay(sessions, publish),
             poll_metrics=PollMetrics(async_redis, enabled=settings.poll_metrics),
             backlog=Backlog(reads, publisher, settings.broker_management_url, settings.broker_url),
         )
+        instrument_state(state)
         if run_sweeper:
             state.sweeper = Sweeper(
                 settings,
                 sessions,
                 store,
                 sync_redis,
-                publisher.publish,
+                publish,
                 queue_depth=lambda: publisher.queue_depth()[0],
             )
             state.sweeper_thread = threading.Thread(
-                target=state.sweeper.run_forever, name="sweeper", daemon=True
+                target=untraced(state.sweeper.run_forever), name="sweeper", daemon=True
             )
         return state
 

@@ -33,10 +33,12 @@ from imgconv_core.processing import (
 from imgconv_core.settings import Settings
 from imgconv_core.storage import BlobStore, blob_key
 from imgconv_core.telemetry.metrics import observe_terminal
+from imgconv_core.telemetry.tracing import tracer
 
 log = logging.getLogger(__name__)
 
 TIMED_OUT = "timed_out"
+TRACER = tracer(__name__)
 
 
 @dataclass(frozen=True)
@@ -115,15 +117,16 @@ def run_conversion(ctx: WorkerContext, job_id: uuid.UUID) -> ConversionReport:
     if source is None:  # canceled between claim and read
         return finish_failed(ctx, job_id, me, "source_missing", "the source image is gone")
     try:
-        converted = convert_image(
-            source.data,
-            options_of(job),
-            ImageLimits(max_pixels=settings.max_pixels, max_frames=settings.max_frames),
-        )
+        with TRACER.start_as_current_span("imgconv.convert_image"):
+            converted = convert_image(
+                source.data,
+                options_of(job),
+                ImageLimits(max_pixels=settings.max_pixels, max_frames=settings.max_frames),
+            )
     except ImgconvError as exc:
         return finish_failed(ctx, job_id, me, exc.code, exc.message, job)
     result = Result(converted.data, converted.mime_type, converted.width, converted.height)
-    with transaction(ctx.sessions) as tx:
+    with TRACER.start_as_current_span("imgconv.store_result"), transaction(ctx.sessions) as tx:
         done = complete_job(tx, ctx.store, job_id, me, result)
     if done is None:
         return ConversionReport(Outcome.DROPPED)

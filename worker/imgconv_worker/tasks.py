@@ -25,7 +25,7 @@ from imgconv_core.jobs import CONVERT_TASK
 from imgconv_core.processing import current_claimant
 from imgconv_core.settings import get_settings
 from imgconv_core.storage import make_store
-from imgconv_worker import metrics
+from imgconv_worker import metrics, tracing
 from imgconv_worker.celery_app import app
 
 log = logging.getLogger(__name__)
@@ -38,11 +38,15 @@ def worker_context() -> WorkerContext:
     """Per-process connections, created lazily in each forked child (never shared across fork)."""
     settings = get_settings()
     engine = make_engine(settings, pool_size=2)
-    return WorkerContext(
-        settings=settings,
-        sessions=make_session_factory(engine),
-        store=make_store(settings),
-        redis=redis.Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2),
+    return tracing.instrument_context(
+        WorkerContext(
+            settings=settings,
+            sessions=make_session_factory(engine),
+            store=make_store(settings),
+            redis=redis.Redis.from_url(
+                settings.redis_url, socket_timeout=2, socket_connect_timeout=2
+            ),
+        )
     )
 
 

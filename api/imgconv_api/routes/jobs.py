@@ -33,6 +33,7 @@ from imgconv_core.job_ids import job_id_belongs, new_job_id
 from imgconv_core.jobs import JobStatus, JobView
 from imgconv_core.storage import blob_key
 from imgconv_core.telemetry.metrics import observe_terminal
+from imgconv_core.telemetry.tracing import current_traceparent
 from imgconv_core.uploads import parse_conversion_request, prepare_jobs, upload_fingerprint
 
 router = APIRouter(tags=["jobs"])
@@ -122,6 +123,7 @@ async def create_jobs(
     image_limits = ImageLimits(max_pixels=settings.max_pixels, max_frames=settings.max_frames)
 
     fingerprint = upload_fingerprint(conversion, form.files) if idempotency_key else ""
+    traceparent = current_traceparent()
 
     def earlier_upload() -> list[StoredJob] | None:
         if not idempotency_key:
@@ -141,7 +143,9 @@ async def create_jobs(
         idem = (idempotency_key, fingerprint) if idempotency_key else None
         try:
             with transaction(state.sessions) as tx:
-                jobs = job_store.insert_jobs(tx, state.store, client_id, new_jobs, idem)
+                jobs = job_store.insert_jobs(
+                    tx, state.store, client_id, new_jobs, idem, traceparent
+                )
         except IntegrityError as exc:
             constraint = getattr(getattr(exc.orig, "diag", None), "constraint_name", None)
             # The same key raced us: answer as the retry it is.

@@ -122,8 +122,10 @@ def insert_jobs(
     client_id: uuid.UUID,
     new_jobs: Sequence[NewJob],
     idempotency: tuple[str, str] | None = None,
+    traceparent: str | None = None,
 ) -> list[StoredJob]:
-    """Store the jobs and their source images in the caller's transaction (all or nothing)."""
+    """Store the jobs and their source images in the caller's transaction (all or nothing);
+    `traceparent` is the upload's trace context (None when tracing is off)."""
     conn = tx.connection()
     if idempotency is not None:
         key, fingerprint = idempotency
@@ -154,6 +156,7 @@ def insert_jobs(
                 "source_width": new.width,
                 "source_height": new.height,
                 "attempts": 0,
+                "traceparent": traceparent,
             }
             for new in new_jobs
         ],
@@ -173,6 +176,14 @@ def find_idempotent_upload(
     rows = tx.execute(select(*STORED_COLUMNS).where(Job.id.in_(row.job_ids))).all()
     by_id = {job.id: cast(StoredJob, job) for job in rows}
     return row.fingerprint, [by_id[i] for i in row.job_ids if i in by_id]
+
+
+def traceparents(tx: Session, job_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, str]:
+    """The stored trace contexts of these jobs (those that have one)."""
+    rows = tx.execute(
+        select(Job.id, Job.traceparent).where(Job.id.in_(job_ids), Job.traceparent.is_not(None))
+    ).all()
+    return {job_id: str(traceparent) for job_id, traceparent in rows}
 
 
 def get_job(tx: Session, job_id: uuid.UUID) -> Job | None:
