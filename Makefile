@@ -29,7 +29,7 @@ migrate: $(STAMP) ## apply database migrations to IMGCONV_DATABASE_URL
 lint: $(STAMP) ## ruff + mypy --strict
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy core api worker operator migrations tests bench scripts
+	$(BIN)/mypy core api worker operator migrations tests bench scripts observability
 
 test-python: $(STAMP) ## pytest: unit + integration against the real Postgres/Redis/RabbitMQ
 	$(BIN)/pytest -p no:cacheprovider
