@@ -231,6 +231,51 @@ def _cached_poll_rows(processes: str, ours: LoadResult, bare: LoadResult) -> lis
     ]
 
 
+def bench_poll_counting(stack: Stack, client: ApiClient, job_id: str) -> list[Row]:
+    """Cached polls with the fast path's metrics (poll outcomes, reads by source, latency) on,
+    against IMGCONV_POLL_METRICS=false: two fresh API processes alike but for the switch,
+    measured in alternating order over five rounds (best of each), so the difference is the
+    counting's cost, not the machine's noise or one process's history."""
+    counting_proc, counting = start_api(stack)
+    quiet_proc, quiet = start_api(stack, IMGCONV_POLL_METRICS="false")
+    auth = {"Authorization": f"Bearer {client.token}"}
+    path = f"/api/v1/jobs/{job_id}"
+    runs: dict[str, list[LoadResult]] = {counting: [], quiet: []}
+    try:
+        for url in (counting, quiet):
+            wrk(url + path, connections=50, seconds=3, headers=auth)  # warm-up
+        for round_ in range(5):
+            for url in (counting, quiet) if round_ % 2 == 0 else (quiet, counting):
+                runs[url].append(wrk(url + path, connections=50, seconds=5, headers=auth))
+        counted_polls, uncounted_polls = _polls_counted(counting), _polls_counted(quiet)
+    finally:
+        counting_proc.stop()
+        quiet_proc.stop()
+    on, off = _fastest(runs[counting]), _fastest(runs[quiet])
+    assert on.non_2xx_3xx == 0, on
+    assert off.non_2xx_3xx == 0, off
+    assert counted_polls > 0, "the counting API counted no polls"
+    assert uncounted_polls == 0, "IMGCONV_POLL_METRICS=false still counted polls"
+    return [
+        row(
+            "cached status poll, 50 conns, poll metrics on",
+            fmt(on),
+            f"metrics off (IMGCONV_POLL_METRICS=false): {fmt(off)}",
+            on.requests_per_s / off.requests_per_s,
+            ">= 0.95 of off (not measurably slower)",
+        ),
+    ]
+
+
+def _polls_counted(api: str) -> float:
+    text = httpx.get(f"{api}/metrics", timeout=10).text
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("imgconv_api_polls_total{")
+    )
+
+
 def seed_jobs(stack: Stack, client_id: uuid.UUID, total: int) -> None:
     """Insert `total` jobs, half of them this client's, with SQL."""
     other = uuid.uuid4()
@@ -518,6 +563,7 @@ def main() -> None:
                 sections: list[tuple[str, Callable[[], list[Row]]]] = [
                     ("polls", lambda: bench_polls(stack, api, client, job_id)),
                     ("polls-per-core", lambda: bench_polls_per_core(stack, client, job_id)),
+                    ("poll-counting", lambda: bench_poll_counting(stack, client, job_id)),
                     ("uploads", lambda: bench_uploads(stack, api, client)),
                     ("conversions", lambda: bench_conversions(stack, api)),
                     ("longpoll", lambda: bench_long_poll_latency(stack, api)),
