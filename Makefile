@@ -5,18 +5,26 @@ VENV := .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Reproducible installs: CI and the image install exactly these pins (`make lock` re-resolves).
+LOCKS := requirements/dev.lock requirements/runtime.lock
+UV_COMPILE := $(BIN)/uv pip compile pyproject.toml -q --generate-hashes --universal --python-version 3.11
 
 .DEFAULT_GOAL := help
-.PHONY: help install up test lint test-python test-frontend frontend-install bench bench-autoscale migrate clean
+.PHONY: help install lock images up test lint test-python test-frontend frontend-install bench bench-autoscale migrate clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCKS)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check -U pip
-	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev,local]'
+	$(BIN)/pip install -q --disable-pip-version-check --require-hashes -r requirements/dev.lock
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps -e .
 	touch $(STAMP)
+
+lock: $(STAMP) ## re-resolve requirements/*.lock from pyproject.toml (after changing a dependency)
+	$(UV_COMPILE) --extra dev --extra local -o requirements/dev.lock
+	$(UV_COMPILE) -c requirements/dev.lock -o requirements/runtime.lock
 
 install: $(STAMP) ## create .venv and install everything Python needs
 
@@ -24,12 +32,13 @@ up: $(STAMP) ## run the whole system locally on embedded defaults (Ctrl-C stops 
 	$(PY) scripts/run_local.py
 
 migrate: $(STAMP) ## apply database migrations to IMGCONV_DATABASE_URL
-	$(BIN)/alembic upgrade head
+	$(BIN)/imgconv migrate
 
-lint: $(STAMP) ## ruff + mypy --strict
+lint: $(STAMP) ## ruff + mypy --strict + hadolint
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy core api worker operator migrations tests bench scripts observability
+	$(BIN)/hadolint Dockerfile frontend/Dockerfile
+	$(BIN)/mypy core api worker operator cli migrations tests bench scripts observability
 
 test-python: $(STAMP) ## pytest: unit + integration against the real Postgres/Redis/RabbitMQ
 	$(BIN)/pytest -p no:cacheprovider
@@ -38,6 +47,9 @@ test-frontend: ## typecheck, lint, unit-test, build and browser-test the fronten
 	$(MAKE) -C frontend test
 
 test: lint test-frontend test-python ## everything CI runs (pytest last: its summary closes the log)
+
+images: ## build the imgconv and imgconv-frontend images (podman or docker) and print their sizes
+	bash scripts/images/build.sh
 
 bench: $(STAMP) ## speed benchmarks (not tests): prints a table
 	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq wrk >/dev/null; } \

@@ -1,11 +1,13 @@
 """The reference for poll speed: a bare ASGI app that answers every request with one Redis GET.
 
-Run: `uvicorn bench.bare_asgi:app` with BENCH_REDIS_URL and BENCH_KEY set.
+Run: `python -m bench.bare_asgi PORT [WORKERS]` with BENCH_REDIS_URL and BENCH_KEY set. It is
+served with the very uvicorn settings `imgconv api` uses (`imgconv_cli.commands.api`).
 """
 
 from __future__ import annotations
 
 import os
+import sys
 
 import redis.asyncio as aioredis
 from starlette.types import Receive, Scope, Send
@@ -34,3 +36,15 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
         }
     )
     await send({"type": "http.response.body", "body": value})
+
+
+if __name__ == "__main__":
+    import uvicorn
+
+    from imgconv_cli.commands.api import uvicorn_config
+
+    port, workers = int(sys.argv[1]), int(sys.argv[2]) if len(sys.argv) > 2 else 1
+    uvicorn.run(
+        "bench.bare_asgi:app",
+        **uvicorn_config("127.0.0.1", port, workers=workers, log_level="warning", access_log=False),
+    )

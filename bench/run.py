@@ -47,7 +47,6 @@ from tests.support.services import (
     spawn,
     start_api,
     start_worker,
-    uvicorn_command,
     wait_until,
 )
 
@@ -88,7 +87,7 @@ def start_bare(stack: Stack, key: str, workers: int = 1) -> tuple[Process, str]:
     port = free_port()
     proc = spawn(
         "bare",
-        uvicorn_command("bench.bare_asgi:app", port, workers),
+        [sys.executable, "-m", "bench.bare_asgi", str(port), str(workers)],
         {**os.environ, "BENCH_REDIS_URL": stack.redis_url, "BENCH_KEY": key},
         stack.log_dir,
     )

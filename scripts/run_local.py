@@ -138,11 +138,6 @@ class LocalConfig:
     external_broker_url: str | None
 
     @property
-    def needs_postgres(self) -> bool:
-        """True when no IMGCONV_DATABASE_URL was given."""
-        return self.external_database_url is None
-
-    @property
     def needs_redis(self) -> bool:
         """True when the status cache or the broker has no URL of its own."""
         return self.external_redis_url is None or self.external_broker_url is None
@@ -899,38 +894,33 @@ def child_environment(
     return env
 
 
+def imgconv_command(*args: str) -> list[str]:
+    """An `imgconv` subcommand from the environment `make up` runs in (the one launcher)."""
+    installed = Path(sys.executable).parent / "imgconv"
+    if not installed.is_file():
+        raise LocalModeError(f"{installed} is missing: run `make install`")
+    return [str(installed), *args]
+
+
 def migrate(sup: Supervisor, cfg: LocalConfig, env: Mapping[str, str]) -> None:
-    """Apply the Alembic migrations (`alembic upgrade head` in the repo root)."""
-    if not (cfg.repo_root / "alembic.ini").is_file():
-        raise LocalModeError(f"no alembic.ini in {cfg.repo_root}: cannot migrate the database")
-    sup.run_step(
-        ChildSpec(
-            "migrate", [sys.executable, "-m", "alembic", "upgrade", "head"], cfg.repo_root, env
-        )
-    )
+    """Apply the database migrations (`imgconv migrate`)."""
+    sup.run_step(ChildSpec("migrate", imgconv_command("migrate"), cfg.repo_root, env))
 
 
 def start_worker(sup: Supervisor, cfg: LocalConfig, env: Mapping[str, str]) -> int:
-    """Start a Celery worker on the `conversions` queue (the sweeper runs in the API)."""
+    """Start a conversion worker (`imgconv worker`; the sweeper runs in the API)."""
     return sup.start(
         ChildSpec(
             name="worker",
-            argv=[
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "imgconv_worker.celery_app:app",
+            argv=imgconv_command(
                 "worker",
-                "-Q",
-                "conversions",
                 "--concurrency",
                 str(cfg.concurrency),
                 "--hostname",
                 "local@%h",
-                "--loglevel",
-                "INFO",
-            ],
+                "--heartbeat-file",
+                str(cfg.data_dir / "worker.heartbeat"),
+            ),
             cwd=cfg.repo_root,
             env=env,
             stop=CELERY_STOP,
@@ -950,28 +940,22 @@ def http_status(url: str, timeout: float = 2.0) -> int | None:
 
 
 def start_api(sup: Supervisor, cfg: LocalConfig, env: Mapping[str, str]) -> str:
-    """Start the API with uvicorn and wait until /readyz answers 200; returns its URL."""
-    api_env = dict(env)
-    api_env.setdefault("IMGCONV_PUBLIC_URL", f"http://{cfg.probe_host}:{cfg.api_port}")
+    """Start the API (`imgconv api`) and wait until /readyz answers 200; returns its URL."""
     sup.start(
         ChildSpec(
             name="api",
-            argv=[
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "imgconv_api.main:create_app",
-                "--factory",
+            argv=imgconv_command(
+                "api",
                 "--host",
                 cfg.host,
                 "--port",
                 str(cfg.api_port),
                 # Open long polls must not hold up Ctrl-C.
-                "--timeout-graceful-shutdown",
+                "--graceful-shutdown-seconds",
                 "5",
-            ],
+            ),
             cwd=cfg.repo_root,
-            env=api_env,
+            env=env,
         )
     )
     url = f"http://{cfg.probe_host}:{cfg.api_port}"
@@ -1080,6 +1064,21 @@ def frontend_build_needed(frontend: Path, stamp_file: Path) -> bool:
     return bool(recorded != {"fingerprint": frontend_fingerprint(frontend)})
 
 
+def standalone_server(frontend: Path) -> Path:
+    """The production server of the standalone build (`output: 'standalone'`), with the static
+    files it serves copied beside it as the image does (`next start` refuses standalone builds)."""
+    standalone = frontend / ".next" / "standalone"
+    server = standalone / "server.js"
+    if not server.is_file():
+        raise LocalModeError(f"no {server}: the frontend build did not produce a standalone server")
+    shutil.copytree(
+        frontend / ".next" / "static", standalone / ".next" / "static", dirs_exist_ok=True
+    )
+    if (frontend / "public").is_dir():
+        shutil.copytree(frontend / "public", standalone / "public", dirs_exist_ok=True)
+    return server
+
+
 def start_frontend(sup: Supervisor, cfg: LocalConfig, npm: str, api_url: str) -> str:
     """Install (once), build (when stale) and start the Next.js frontend; returns its URL."""
     frontend = cfg.repo_root / "frontend"
@@ -1095,12 +1094,13 @@ def start_frontend(sup: Supervisor, cfg: LocalConfig, npm: str, api_url: str) ->
         stamp_file.write_text(json.dumps({"fingerprint": frontend_fingerprint(frontend)}))
     else:
         sup.say("frontend", "build is up to date")
-    env.update(PORT=str(cfg.frontend_port), HOSTNAME=cfg.host)
+    server = standalone_server(frontend)
+    env.update(PORT=str(cfg.frontend_port), HOSTNAME=cfg.host, NODE_ENV="production")
     sup.start(
         ChildSpec(
             name="frontend",
-            argv=[next_bin, "start", "-p", str(cfg.frontend_port), "-H", cfg.host],
-            cwd=frontend,
+            argv=[shutil.which("node") or str(Path(npm).with_name("node")), str(server)],
+            cwd=server.parent,
             env=env,
         )
     )

@@ -7,7 +7,7 @@ from enum import StrEnum
 from functools import lru_cache
 from typing import Annotated
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 LOCAL_SECRET = "local-insecure-secret-change-me"
@@ -69,6 +69,27 @@ class Settings(BaseSettings):
     # API
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        return _url(
+            value, ("postgresql",), "a PostgreSQL URL, e.g. postgresql+psycopg://user@host/db"
+        )
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        return _url(value, ("redis", "rediss", "unix"), "a Redis URL, e.g. redis://host:6379/0")
+
+    @field_validator("broker_url")
+    @classmethod
+    def _broker_url(cls, value: str) -> str:
+        return _url(
+            value,
+            ("amqp", "amqps", "pyamqp", "redis", "rediss"),
+            "an AMQP URL, e.g. amqp://user:password@host:5672/vhost",
+        )
+
     @model_validator(mode="before")
     @classmethod
     def _split_lists(cls, data: object) -> object:
@@ -98,6 +119,14 @@ class Settings(BaseSettings):
     def max_request_bytes(self) -> int:
         """Upper bound of a whole multipart request: every file at its limit plus form overhead."""
         return self.max_files * (self.max_file_bytes + 16 * 1024) + 64 * 1024
+
+
+def _url(value: str, schemes: tuple[str, ...], expected: str) -> str:
+    """`value` unchanged if it is a URL with one of `schemes` (a `+driver` suffix allowed)."""
+    scheme, sep, rest = value.partition("://")
+    if not sep or scheme.split("+", 1)[0].lower() not in schemes or not rest:
+        raise ValueError(f"not {expected}")
+    return value
 
 
 @lru_cache

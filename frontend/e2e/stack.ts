@@ -1,7 +1,8 @@
 /**
  * The real system for the browser test: a throwaway PostgreSQL database, RabbitMQ vhost and
- * Redis db on the machine's services, the API (uvicorn) and a Celery worker from the repo's
- * .venv, and the production Next.js server (the standalone build) pointed at the API by env.
+ * Redis db on the machine's services, `imgconv migrate`, `imgconv api` and `imgconv worker` from
+ * the repo's .venv, and the production Next.js server (the standalone build) pointed at the API
+ * by env.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -133,7 +134,7 @@ function rabbitmqctl(...args: string[]): void {
 }
 
 export function requireBackend(): void {
-  const missing = ['alembic', 'uvicorn', 'celery', 'python']
+  const missing = ['imgconv', 'python']
     .map((tool) => join(VENV_BIN, tool))
     .filter((path) => !existsSync(path));
   if (missing.length || !existsSync(join(ROOT, 'api', 'imgconv_api', 'main.py'))) {
@@ -179,14 +180,14 @@ export class Stack {
       IMGCONV_BROKER_URL: brokerUrl,
       PYTHONUNBUFFERED: '1',
     };
-    execFileSync(join(VENV_BIN, 'alembic'), ['upgrade', 'head'], { cwd: ROOT, env: this.env, stdio: 'pipe' });
+    execFileSync(join(VENV_BIN, 'imgconv'), ['migrate', '--wait-seconds', '10'], { cwd: ROOT, env: this.env, stdio: 'pipe' });
 
     const apiPort = await freePort();
     this.apiUrl = `http://127.0.0.1:${apiPort}`;
     const api = start(
       'api',
-      join(VENV_BIN, 'uvicorn'),
-      ['imgconv_api.main:create_app', '--factory', '--host', '127.0.0.1', '--port', String(apiPort), '--log-level', 'warning'],
+      join(VENV_BIN, 'imgconv'),
+      ['api', '--host', '127.0.0.1', '--port', String(apiPort), '--log-level', 'warning'],
       ROOT,
       this.env,
     );
@@ -214,12 +215,12 @@ export class Stack {
     await waitFor('web server ready', () => answers(`${this.webUrl}/`), 60_000, web);
   }
 
-  /** Start the Celery worker (the test runs a while without one, to cancel a queued job). */
+  /** Start the worker (the test runs a while without one, to cancel a queued job). */
   async startWorker(): Promise<void> {
     const worker = start(
       'worker',
-      join(VENV_BIN, 'celery'),
-      ['-A', 'imgconv_worker.celery_app:app', 'worker', '-Q', 'conversions', '--concurrency', '1', '-P', 'prefork', '-n', `e2e${this.id}@%h`, '--without-gossip', '--without-mingle', '-l', 'info'],
+      join(VENV_BIN, 'imgconv'),
+      ['worker', '--concurrency', '1', '--hostname', `e2e${this.id}@%h`, '--heartbeat-file', join(LOGS, `worker-${this.id}.heartbeat`)],
       ROOT,
       this.env,
     );

@@ -58,15 +58,16 @@ def drop_database(url: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def imgconv(*args: str) -> list[str]:
+    """The command line of an `imgconv` subcommand from this environment (the one launcher)."""
+    return [str(BIN / "imgconv"), *args]
+
+
 def migrate(url: str) -> None:
-    """Run `alembic upgrade head` as a user would."""
+    """Run `imgconv migrate` as a deployment would."""
     env = {**os.environ, "IMGCONV_MODE": "local", "IMGCONV_DATABASE_URL": url}
     subprocess.run(
-        [str(BIN / "alembic"), "upgrade", "head"],
-        cwd=ROOT,
-        env=env,
-        check=True,
-        capture_output=True,
+        imgconv("migrate", "--wait-seconds", "10"), env=env, check=True, capture_output=True
     )
 
 
@@ -158,59 +159,49 @@ class Stack:
         return env
 
 
-def uvicorn_command(app: str, port: int, workers: int = 1) -> list[str]:
-    """uvicorn as tests and benchmarks run it: local only, quiet, no access log or proxy headers."""
-    return [
-        str(BIN / "uvicorn"),
-        app,
+def api_command(port: int, workers: int = 1) -> list[str]:
+    """`imgconv api` as tests and benchmarks run it: local only, quiet, no access log."""
+    return imgconv(
+        "api",
         "--host",
         "127.0.0.1",
         "--port",
         str(port),
+        "--workers",
+        str(workers),
         "--log-level",
         "warning",
         "--no-access-log",
-        "--no-proxy-headers",
-        "--workers",
-        str(workers),
-    ]
+    )
 
 
 def start_api(stack: Stack, workers: int = 1, **extra: str) -> tuple[Process, str]:
-    """Run uvicorn with the app factory (`workers` processes); returns the process and its
-    base URL once ready."""
+    """Run `imgconv api` (`workers` processes); returns the process and its base URL once
+    ready."""
     port = free_port()
-    proc = spawn(
-        "api",
-        [*uvicorn_command("imgconv_api.main:create_app", port, workers), "--factory"],
-        stack.env(**extra),
-        stack.log_dir,
-    )
+    proc = spawn("api", api_command(port, workers), stack.env(**extra), stack.log_dir)
     url = f"http://127.0.0.1:{port}"
     wait_until(lambda: _healthy(url), 30, "API did not start", proc)
     return proc, url
 
 
-def start_worker(stack: Stack, concurrency: int = 1, **extra: str) -> Process:
-    """Run a Celery worker on the conversions queue; returns once it consumes."""
+def start_worker(
+    stack: Stack, concurrency: int = 1, heartbeat_file: Path | None = None, **extra: str
+) -> Process:
+    """Run `imgconv worker`; returns once it consumes."""
+    node = f"w{uuid.uuid4().hex[:6]}"
+    heartbeat = heartbeat_file or stack.log_dir / f"{node}.heartbeat"
     proc = spawn(
         "worker",
-        [
-            str(BIN / "celery"),
-            "-A",
-            "imgconv_worker.celery_app:app",
+        imgconv(
             "worker",
-            "-Q",
-            "conversions",
-            "-c",
+            "--concurrency",
             str(concurrency),
-            "-n",
-            f"w{uuid.uuid4().hex[:6]}@%h",
-            "--without-gossip",
-            "--without-mingle",
-            "-l",
-            "info",
-        ],
+            "--hostname",
+            f"{node}@%h",
+            "--heartbeat-file",
+            str(heartbeat),
+        ),
         stack.env(**extra),
         stack.log_dir,
     )

@@ -111,7 +111,7 @@ def test_bad_port_value_is_an_error(value: str) -> None:
 
 def test_config_defaults_start_embedded_services(tmp_path: Path) -> None:
     cfg = run_local.load_config({}, repo_root=tmp_path)
-    assert cfg.needs_postgres
+    assert cfg.external_database_url is None
     assert cfg.needs_redis
     assert cfg.data_dir == tmp_path / ".data"
     assert cfg.frontend_enabled
@@ -129,7 +129,7 @@ def test_config_uses_given_services_and_skips_embedded_ones(tmp_path: Path) -> N
         "IMGCONV_LOCAL_DATA_DIR": str(tmp_path / "state"),
     }
     cfg = run_local.load_config(env, repo_root=tmp_path)
-    assert not cfg.needs_postgres
+    assert cfg.external_database_url is not None
     assert not cfg.needs_redis
     assert not cfg.frontend_enabled
     assert cfg.data_dir == tmp_path / "state"

@@ -7,7 +7,7 @@ import uuid
 from functools import lru_cache
 
 import redis
-from celery import Task
+from celery import Task, shared_task
 from celery.exceptions import Ignore, SoftTimeLimitExceeded
 from sqlalchemy.exc import DBAPIError, OperationalError
 
@@ -26,7 +26,6 @@ from imgconv_core.processing import current_claimant
 from imgconv_core.settings import get_settings
 from imgconv_core.storage import make_store
 from imgconv_worker import metrics, tracing
-from imgconv_worker.celery_app import app
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +49,7 @@ def worker_context() -> WorkerContext:
     )
 
 
-@app.task(name=CONVERT_TASK, bind=True, max_retries=None)  # type: ignore[untyped-decorator]
+@shared_task(name=CONVERT_TASK, bind=True, max_retries=None)  # type: ignore[untyped-decorator]
 def convert(self: Task, job_id: str) -> str:
     """Convert one job (messages carry only the job id)."""
     ctx = worker_context()
