@@ -73,18 +73,15 @@ def children(pid: int) -> set[int]:
     return {int(p) for p in found.stdout.split()}
 
 
-def plant_stale_counter(directory: Path) -> None:
+def plant_stale_counter(
+    directory: Path,
+    metric: str = "imgconv_worker_conversions",
+    labels: dict[str, str] | None = None,
+) -> None:
     """A counter file an earlier run left behind (pid 999999): it must not add to this run."""
     stale = MmapedDict(str(directory / "counter_999999.db"))  # type: ignore[no-untyped-call]
-    key = json.dumps(
-        (
-            "imgconv_worker_conversions",
-            "imgconv_worker_conversions_total",
-            {"outcome": "completed", "source_format": "png", "target_format": "webp"},
-            "Conversion task runs by outcome and formats",
-        ),
-        sort_keys=True,
-    )
+    labels = labels or {"outcome": "completed", "source_format": "png", "target_format": "webp"}
+    key = json.dumps((metric, f"{metric}_total", labels, "left over"), sort_keys=True)
     stale.write_value(key, 1000.0, 0.0)  # type: ignore[no-untyped-call]
     stale.close()  # type: ignore[no-untyped-call]
 
@@ -156,6 +153,35 @@ def test_prefork_worker_counts_every_job_exactly_once(
         assert total(scrape(metrics_url), "imgconv_worker_conversions_total") == JOBS + 1
     finally:
         worker.stop()
+
+
+def test_api_processes_count_exactly_together(stack: Stack, tmp_path: Path) -> None:
+    """`imgconv api --workers 2` with PROMETHEUS_MULTIPROC_DIR: whichever process answers a
+    poll or a scrape, the counts are the sum over both, exactly, and an earlier run's files
+    do not count."""
+    multiproc = tmp_path / "api-multiproc"
+    multiproc.mkdir()
+    plant_stale_counter(multiproc, "imgconv_api_polls", {"outcome": "changed"})
+    proc, url = start_api(stack, workers=2, PROMETHEUS_MULTIPROC_DIR=str(multiproc))
+    try:
+        client = ApiClient(url)
+        job = client.upload_ok([("m.png", photo(8, 8, "PNG"))])[0]
+        polls = 40
+        for _ in range(polls):  # a new connection each: either process may take it
+            answer = httpx.get(
+                f"{url}/api/v1/jobs/{job['id']}",
+                headers={"Authorization": f"Bearer {client.token}"},
+            )
+            assert answer.status_code == 200
+        assert len({p.name.rsplit("_", 1)[1] for p in multiproc.glob("counter_*.db")}) >= 2
+        for _ in range(6):  # scrapes too land on either process: all say the same
+            text = scrape(f"{url}/metrics")
+            assert total(text, "imgconv_api_polls_total", outcome="changed") == polls
+            assert total(text, "imgconv_api_jobs_accepted_total") == 1
+            assert total(text, "imgconv_build_info", component="api") == 1
+        assert promtool_lint(text) == ""
+    finally:
+        proc.stop()
 
 
 def test_polls_are_counted_by_outcome_and_source(stack: Stack, api: str) -> None:
