@@ -1153,8 +1153,7 @@ def start_everything(sup: Supervisor, cfg: LocalConfig, base_env: Mapping[str, s
 
     migrate(sup, cfg, env)
     worker_env = worker_metrics_env(cfg, base_env, env)
-    start_worker(sup, cfg, worker_env)
-    started.api_url = start_api(sup, cfg, env)
+    # Before the processes it scrapes, so that it sees them from their first second.
     started.prometheus_url = start_prometheus(
         sup,
         cfg,
@@ -1164,6 +1163,8 @@ def start_everything(sup: Supervisor, cfg: LocalConfig, base_env: Mapping[str, s
             "imgconv-worker": f"127.0.0.1:{worker_env['IMGCONV_WORKER_METRICS_PORT']}",
         },
     )
+    start_worker(sup, cfg, worker_env)
+    started.api_url = start_api(sup, cfg, env)
 
     npm = shutil.which("npm")
     why_not = why_no_frontend(cfg, npm)

@@ -175,7 +175,7 @@ class ResultDiscovery:
     observes (each process asks once per job).
     """
 
-    MEMORY = 65536
+    MEMORY = 16384
 
     def __init__(self, redis: aioredis.Redis) -> None:
         self.redis = redis

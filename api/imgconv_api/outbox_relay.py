@@ -19,7 +19,6 @@ from collections.abc import Callable, Sequence
 from sqlalchemy.orm import Session, sessionmaker
 
 from imgconv_api import metrics
-from imgconv_api.tracing import untraced
 from imgconv_core.db.job_store import mark_enqueued
 from imgconv_core.db.session import transaction
 
@@ -38,9 +37,7 @@ class OutboxRelay:
         self._sessions = sessions
         self._publish = publish
         self._queue: queue.SimpleQueue[Sequence[uuid.UUID] | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(
-            target=untraced(self._run), name="outbox-relay", daemon=True
-        )
+        self._thread = threading.Thread(target=self._run, name="outbox-relay", daemon=True)
 
     def start(self) -> None:
         """Start the thread."""

@@ -18,7 +18,7 @@ from imgconv_api.metrics import Backlog, PollMetrics
 from imgconv_api.outbox_relay import OutboxRelay
 from imgconv_api.publisher import CeleryPublisher
 from imgconv_api.rate_limits import RateLimits
-from imgconv_api.tracing import instrument_state, untraced, with_stored_traces
+from imgconv_api.tracing import instrument_state, with_stored_traces
 from imgconv_core import status_cache
 from imgconv_core.db.job_store import StoredJob, cache_entry
 from imgconv_core.db.session import make_async_engine, make_engine, make_session_factory
@@ -96,7 +96,7 @@ class AppState:
                 queue_depth=lambda: publisher.queue_depth()[0],
             )
             state.sweeper_thread = threading.Thread(
-                target=untraced(state.sweeper.run_forever), name="sweeper", daemon=True
+                target=state.sweeper.run_forever, name="sweeper", daemon=True
             )
         return state
 

@@ -4,18 +4,18 @@ Traced: FastAPI requests (except health checks and /metrics), their database que
 the SQLAlchemy instrumentation does not support SQLAlchemy 2.1 and refuses to load), the
 synchronous Redis client (status cache writes), and Celery publishes, each of which continues
 the trace of the job's upload. Not traced: polls, which the fast path answers before FastAPI
-(a single-span trace per poll would drown everything else), and the background threads' own
-housekeeping (outbox marks, sweeps), whose spans would be orphans every few seconds; their
-publishes are traced all the same, under each job's stored context.
+(a single-span trace per poll would drown everything else), and queries or Redis commands
+outside any request (health checks, scrapes, the sweeper's and the outbox's bookkeeping: the
+sampler drops client spans without a parent). The relay's and the sweeper's publishes are
+traced all the same, under each job's stored context.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol
 
 from fastapi import FastAPI
 from sqlalchemy.orm import Session, sessionmaker
@@ -31,7 +31,6 @@ log = logging.getLogger(__name__)
 SERVICE_NAME = "imgconv-api"
 UNTRACED_URLS = "healthz,readyz,metrics"
 
-T = TypeVar("T")
 Publish = Callable[[Sequence[uuid.UUID]], list[uuid.UUID]]
 
 
@@ -88,18 +87,3 @@ def with_stored_traces(publish: TracedPublish, reads: sessionmaker[Session]) -> 
         return publish(job_ids, stored)
 
     return publish_traced
-
-
-def untraced(run: Callable[[], T]) -> Callable[[], T]:
-    """`run` with instrumentation suppressed (a background thread's own queries make no
-    orphan traces); spans inside `continued_trace` are still recorded."""
-    if not tracing_active():
-        return run
-    from opentelemetry.instrumentation.utils import suppress_instrumentation
-
-    @functools.wraps(run)
-    def quiet() -> T:
-        with suppress_instrumentation():
-            return run()
-
-    return quiet

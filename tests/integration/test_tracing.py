@@ -26,7 +26,7 @@ from tests.support.services import (
 
 pytestmark = pytest.mark.integration
 
-SERVER, PRODUCER, CONSUMER = 2, 4, 5  # OTLP span kinds
+SERVER, CLIENT, PRODUCER, CONSUMER = 2, 3, 4, 5  # OTLP span kinds
 
 
 @pytest.fixture(scope="module")
@@ -116,8 +116,11 @@ def test_one_trace_from_upload_to_stored_result(stack: Stack, collector: TraceCo
     assert run.kind == CONSUMER
     # The upload's own queries belong to the request too.
     assert any(s.name.startswith("INSERT") and s.service == "imgconv-api" for s in spans)
-    # Polls are not traced (the fast path answers them before FastAPI).
+    # Polls are not traced (the fast path answers them before FastAPI), nor the queries of
+    # health checks and the sweeper (which ran every second meanwhile): no orphan client span.
     assert not any(s.name.startswith("GET /api/v1/jobs/") for s in collector.received())
+    orphans = [s for s in collector.received() if s.kind == CLIENT and not s.parent_id]
+    assert orphans == [], dump(orphans)
 
 
 def test_the_sweepers_republish_continues_the_uploads_trace(

@@ -17,6 +17,7 @@ import logging
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from typing import Any
 
 from opentelemetry import context, propagate, trace
 
@@ -49,7 +50,11 @@ def configure_tracing(service_name: str) -> bool:
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
 
     attributes = {} if os.environ.get("OTEL_SERVICE_NAME") else {SERVICE_NAME: service_name}
-    provider = TracerProvider(resource=Resource.create(attributes))
+    # The sampler OTEL_TRACES_SAMPLER names (the SDK reads it), wrapped.
+    configured = TracerProvider(shutdown_on_exit=False).sampler
+    provider = TracerProvider(
+        resource=Resource.create(attributes), sampler=_without_orphan_client_spans(configured)
+    )
     names = os.environ.get("OTEL_TRACES_EXPORTER", "otlp").strip().lower() or "otlp"
     for name in (n.strip() for n in names.split(",")):
         if name in ("otlp", "otlp_proto_http"):
@@ -68,6 +73,37 @@ def configure_tracing(service_name: str) -> bool:
     trace.set_tracer_provider(provider)
     _configured.append(True)
     return True
+
+
+def _without_orphan_client_spans(configured: Any) -> Any:
+    """`configured`, except that a client span with no parent (a query or Redis command of a
+    health check, a scrape, the sweeper, the outbox's bookkeeping) starts no trace: such
+    one-span traces every few seconds would bury the ones from uploads."""
+    from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
+
+    class NoOrphanClientSpans(Sampler):
+        def should_sample(
+            self,
+            parent_context: context.Context | None,
+            trace_id: int,
+            name: str,
+            kind: trace.SpanKind | None = None,
+            attributes: Any = None,
+            links: Any = None,
+            trace_state: Any = None,
+        ) -> SamplingResult:
+            parent = trace.get_current_span(parent_context).get_span_context()
+            if kind is trace.SpanKind.CLIENT and not parent.is_valid:
+                return SamplingResult(Decision.DROP)
+            result: SamplingResult = configured.should_sample(
+                parent_context, trace_id, name, kind, attributes, links, trace_state
+            )
+            return result
+
+        def get_description(self) -> str:
+            return f"NoOrphanClientSpans{{{configured.get_description()}}}"
+
+    return NoOrphanClientSpans()
 
 
 def tracing_active() -> bool:
