@@ -16,7 +16,8 @@ import urllib.parse
 import urllib.request
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -145,17 +146,30 @@ class PollMetrics:
         if self.enabled:
             (self.from_cache if from_cache else self.from_database).inc()
 
-    def long_poll_started(self) -> float:
-        """Mark a long poll as waiting; returns its start time."""
-        if self.enabled:
-            LONG_POLLS.inc()
-        return time.perf_counter()
+    @contextmanager
+    def long_poll(self) -> Iterator[Callable[[CachedJob | None, CachedJob], CachedJob | None]]:
+        """Count a long poll as waiting while the block runs; the block passes what the wait
+        returned (and the state it started from) through the yielded function, which tells
+        how it ended: changed, timeout or not_found (aborted if the block never does)."""
+        if not self.enabled:
+            yield lambda entry, _: entry
+            return
+        ended = ["aborted"]  # the client went away, or an error
 
-    def long_poll_ended(self, started: float, outcome: str) -> None:
-        """Mark a long poll as done and observe how long it waited."""
-        if self.enabled:
+        def outcome(entry: CachedJob | None, baseline: CachedJob) -> CachedJob | None:
+            if entry is None:
+                ended[0] = "not_found"
+            else:
+                ended[0] = "timeout" if entry.etag == baseline.etag else "changed"
+            return entry
+
+        LONG_POLLS.inc()
+        started = time.perf_counter()
+        try:
+            yield outcome
+        finally:
             LONG_POLLS.dec()
-            LONG_POLL_WAIT.labels(outcome).observe(time.perf_counter() - started)
+            LONG_POLL_WAIT.labels(ended[0]).observe(time.perf_counter() - started)
 
     async def answered_terminal(self, job_id: uuid.UUID, entry: CachedJob) -> None:
         """A poll answers a terminal job with its body: maybe the first that saw it."""

@@ -144,17 +144,11 @@ async def answer_poll(
     timed_out = False
     if wait > 0 and not entry.terminal and if_none_match in (None, entry.etag):
         baseline = entry
-        started = state.poll_metrics.long_poll_started()
-        ended = "aborted"  # the client went away, or an error
-        try:
-            entry = await _wait_for_change(state, job_id, entry, wait)
-            if entry is None or entry.owner != owner:
-                ended = "not_found"
-                raise JobNotFound("no such job")
-            timed_out = entry.etag == baseline.etag
-            ended = "timeout" if timed_out else "changed"
-        finally:
-            state.poll_metrics.long_poll_ended(started, ended)
+        with state.poll_metrics.long_poll() as waited:
+            entry = waited(await _wait_for_change(state, job_id, entry, wait), baseline)
+        if entry is None or entry.owner != owner:
+            raise JobNotFound("no such job")
+        timed_out = entry.etag == baseline.etag
     headers = {"etag": entry.etag, "cache-control": "private, no-cache"}
     if not entry.terminal:
         headers["retry-after"] = str(state.settings.poll_retry_after_seconds)

@@ -8,6 +8,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import imgconv_api.metrics as api_metrics
 import imgconv_worker.metrics as worker_metrics
+from imgconv_core.status_cache import CachedJob
 from imgconv_core.telemetry.metrics import BuildInfo, exposition
 from imgconv_operator import metrics as operator_metrics
 from tests.support.observability import promtool_lint
@@ -58,7 +59,9 @@ def test_api_and_worker_metrics() -> None:
     for outcome in api_metrics.POLL_OUTCOMES:
         polls.answered(outcome)
     polls.read(from_cache=True)
-    polls.long_poll_ended(polls.long_poll_started(), "timeout")
+    queued = CachedJob("owner", 1, False, b"{}")
+    with polls.long_poll() as waited:
+        waited(queued, queued)  # timed out: the same version
     api_metrics.UPLOAD_REJECTIONS.labels("invalid_files").inc()
     api_metrics.PUBLISH_FAILURES.inc(0)
 

@@ -16,6 +16,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
 
@@ -36,7 +37,13 @@ from tests.integration.operator.conftest import (
 from tests.integration.test_metrics import corrupt_png
 from tests.support.client import ApiClient
 from tests.support.images import photo
-from tests.support.observability import Prometheus, running_prometheus, tool, wait_for
+from tests.support.observability import (
+    Prometheus,
+    promtool_lint,
+    running_prometheus,
+    tool,
+    wait_for,
+)
 from tests.support.services import (
     REDIS_DB,
     Process,
@@ -132,8 +139,10 @@ def dashboard_queries() -> list[tuple[str, str, str]]:
     return found
 
 
-def check_prometheus(prometheus: Prometheus, stack: Stack) -> None:
-    """What the test promises, read from Prometheus itself."""
+def check_prometheus(prometheus: Prometheus, stack: Stack, targets: dict[str, str]) -> None:
+    """What the test promises, read from Prometheus itself (and promtool on each endpoint)."""
+    for job, address in targets.items():
+        assert promtool_lint(httpx.get(f"http://{address}", timeout=10).text) == "", job
     wait_for(
         lambda: all(prometheus.targets_up().values()) and len(prometheus.targets_up()) == 3,
         30,
@@ -207,7 +216,7 @@ async def test_prometheus_scrapes_the_live_system_under_load(
             )
             processes.append(worker)
             await asyncio.to_thread(run_load, api, stack, backlog, client)
-            await asyncio.to_thread(check_prometheus, prometheus, stack)
+            await asyncio.to_thread(check_prometheus, prometheus, stack, targets)
             await cluster.delete(AUTOSCALERS, "imgconv")
     finally:
         for process in processes:
