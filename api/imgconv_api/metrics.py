@@ -127,12 +127,20 @@ class PollMetrics:
     """The poll fast path's counters, bound to their labels once (a poll then costs a few
     increments); with `enabled=False` every method does nothing (the benchmark's reference)."""
 
-    def __init__(self, redis: aioredis.Redis | None, *, enabled: bool = True) -> None:
+    def __init__(
+        self,
+        redis: aioredis.Redis | None,
+        *,
+        enabled: bool = True,
+        remember_seconds: int = 24 * 3600,
+    ) -> None:
         self.enabled = enabled
         self.outcomes = {outcome: POLLS.labels(outcome) for outcome in POLL_OUTCOMES}
         self.from_cache = POLL_READS.labels("cache")
         self.from_database = POLL_READS.labels("database")
-        self.discovery = ResultDiscovery(redis) if enabled and redis is not None else None
+        self.discovery = (
+            ResultDiscovery(redis, remember_seconds) if enabled and redis is not None else None
+        )
 
     def answered(self, outcome: str) -> None:
         """Count one poll answer."""
@@ -177,22 +185,21 @@ class PollMetrics:
             await self.discovery.seen(job_id, entry)
 
 
-DISCOVERED_TTL_SECONDS = 7 * 24 * 3600
-
-
 class ResultDiscovery:
     """Observes, once per job across all API processes, the time from a job's terminal state to
     the first poll that answered it.
 
     A process remembers the jobs it has already handled (bounded), so repeated polls of a
     finished job cost a dict lookup; the first time, a Redis SET NX decides which process
-    observes (each process asks once per job).
+    observes (each process asks once per job). The Redis marks live as long as cached statuses
+    (`remember_seconds`): one small key per job finished that long ago at most.
     """
 
     MEMORY = 16384
 
-    def __init__(self, redis: aioredis.Redis) -> None:
+    def __init__(self, redis: aioredis.Redis, remember_seconds: int) -> None:
         self.redis = redis
+        self.remember_seconds = remember_seconds
         self.handled: OrderedDict[uuid.UUID, None] = OrderedDict()
 
     async def seen(self, job_id: uuid.UUID, entry: CachedJob) -> None:
@@ -205,7 +212,7 @@ class ResultDiscovery:
         now = datetime.now(UTC)
         try:
             first = await self.redis.set(
-                f"imgconv:discovered:{job_id}", b"1", nx=True, ex=DISCOVERED_TTL_SECONDS
+                f"imgconv:discovered:{job_id}", b"1", nx=True, ex=self.remember_seconds
             )
         except (RedisError, OSError):
             return

@@ -82,7 +82,11 @@ class AppState:
             events=JobEventHub(events_redis),
             secret=settings.secret_key.get_secret_value().encode(),
             outbox=OutboxRelay(sessions, publish),
-            poll_metrics=PollMetrics(async_redis, enabled=settings.poll_metrics),
+            poll_metrics=PollMetrics(
+                async_redis,
+                enabled=settings.poll_metrics,
+                remember_seconds=settings.status_cache_ttl_seconds,
+            ),
             backlog=Backlog(reads, publisher, settings.broker_management_url, settings.broker_url),
         )
         instrument_state(state)
