@@ -10,7 +10,7 @@ LOCKS := requirements/dev.lock requirements/runtime.lock
 UV_COMPILE := $(BIN)/uv pip compile pyproject.toml -q --generate-hashes --universal --python-version 3.11
 
 .DEFAULT_GOAL := help
-.PHONY: help install lock images up test lint test-python test-frontend frontend-install bench bench-autoscale migrate clean
+.PHONY: help install lock images up test lint test-python test-frontend frontend-install bench bench-autoscale migrate clean helm kind kind-down
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -40,13 +40,22 @@ lint: $(STAMP) ## ruff + mypy --strict + hadolint
 	$(BIN)/hadolint Dockerfile frontend/Dockerfile
 	$(BIN)/mypy core api worker operator cli migrations tests bench scripts observability
 
-test-python: $(STAMP) ## pytest: unit + integration against the real Postgres/Redis/RabbitMQ
+test-python: $(STAMP) helm ## pytest: unit + integration against the real Postgres/Redis/RabbitMQ
 	$(BIN)/pytest -p no:cacheprovider
 
 test-frontend: ## typecheck, lint, unit-test, build and browser-test the frontend
 	$(MAKE) -C frontend test
 
 test: lint test-frontend test-python ## everything CI runs (pytest last: its summary closes the log)
+
+helm: ## install helm v4 and kubectl into .tools/bin (the chart tests use them)
+	bash scripts/install_helm.sh
+
+kind: ## a kind cluster with the images, Traefik and the chart (helm --wait); prints the URL
+	bash scripts/kind.sh up
+
+kind-down: ## delete the kind cluster of `make kind`
+	bash scripts/kind.sh down
 
 images: ## build the imgconv and imgconv-frontend images (podman or docker) and print their sizes
 	bash scripts/images/build.sh

@@ -17,25 +17,13 @@ from PIL import Image
 
 from imgconv_core.images.convert import ConversionOptions, convert_image, fit_within
 from imgconv_core.images.formats import ImageFormat
-from imgconv_core.images.inspect import ImageLimits, inspect_image
-
-LIMITS = ImageLimits(max_pixels=50_000_000, max_frames=1000)
+from imgconv_core.images.inspect import inspect_image
+from tests.support.images import LIMITS, photo
 
 
 def photo_jpeg(width: int, height: int, quality: int = 90) -> bytes:
-    """A photo-like JPEG (smooth gradients plus sensor-like noise), generated, not loaded."""
-    gradient = Image.linear_gradient("L")
-    r = gradient.resize((width, height))
-    g = gradient.rotate(90).resize((width, height))
-    b = Image.radial_gradient("L").resize((width, height))
-    noise = Image.effect_noise((width, height), 48)
-    rgb = Image.merge(
-        "RGB",
-        [Image.blend(channel, noise, 0.25) for channel in (r, g, b)],
-    )
-    out = BytesIO()
-    rgb.save(out, "JPEG", quality=quality)
-    return out.getvalue()
+    """The benchmarks' source image: a generated photo-like JPEG."""
+    return photo(width, height, "JPEG", quality=quality)
 
 
 @dataclass(frozen=True)
@@ -46,9 +34,10 @@ class Case:
     raw: Callable[[], bytes]
 
 
-def _raw_convert(
+def raw_pillow_convert(
     data: bytes, fmt: str, size: tuple[int, int] | None = None, **kwargs: object
 ) -> bytes:
+    """The reference: plain Pillow opening, optionally resizing (Lanczos) and saving."""
     im: Image.Image = Image.open(BytesIO(data))
     if size is not None and size != im.size:
         im = im.resize(size, Image.Resampling.LANCZOS)
@@ -71,13 +60,13 @@ def cases() -> list[Case]:
             "1-MP JPEG -> PNG",
             one_mp,
             _ours(one_mp, ConversionOptions(target=ImageFormat.PNG)),
-            lambda: _raw_convert(one_mp, "PNG"),
+            lambda: raw_pillow_convert(one_mp, "PNG"),
         ),
         Case(
             "12-MP JPEG -> WebP q85",
             twelve_mp,
             _ours(twelve_mp, ConversionOptions(target=ImageFormat.WEBP, quality=85)),
-            lambda: _raw_convert(twelve_mp, "WEBP", quality=85),
+            lambda: raw_pillow_convert(twelve_mp, "WEBP", quality=85),
         ),
         Case(
             "12-MP JPEG -> JPEG q85, fit 1024 (draft)",
@@ -85,7 +74,7 @@ def cases() -> list[Case]:
             _ours(
                 twelve_mp, ConversionOptions(target=ImageFormat.JPEG, quality=85, max_width=1024)
             ),
-            lambda: _raw_convert(twelve_mp, "JPEG", downscaled, quality=85),
+            lambda: raw_pillow_convert(twelve_mp, "JPEG", downscaled, quality=85),
         ),
     ]
 

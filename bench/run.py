@@ -28,7 +28,8 @@ import httpx
 import psycopg
 import redis
 
-from bench.conversion import _raw_convert, format_table, photo_jpeg
+from bench.conversion import format_table, photo_jpeg
+from bench.conversion import raw_pillow_convert as _raw_convert
 from bench.http_load import PICK_PATH, POST_BODY, RANDOM_UUID_PATH, LoadResult, wrk
 from imgconv_core.settings import LOCAL_SECRET
 from imgconv_core.tokens import verify_token

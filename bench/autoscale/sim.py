@@ -1,28 +1,30 @@
 """A small cluster simulation: a FIFO broker with prefetch-1 workers, pods that take time to
-start, warm shutdown, and two autoscalers (ours, and a model of KEDA + HPA with defaults)."""
+start, warm shutdown, and two autoscalers (ours, and a model of KEDA + HPA with defaults).
+
+Ours is the operator's own decision code: every decision comes from imgconv_operator.scaling,
+called through the module (so a test can swap one and see the simulation change), in the order
+reconcile.Reconciler calls them. The simulation supplies only what the cluster would: queue
+readings (SourceReading), the pod list (WorkerPod), the workers' drain answers, the ReplicaSet.
+"""
 
 from __future__ import annotations
 
 import math
 import random
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 
+from imgconv_operator import scaling
 from imgconv_operator.scaling import (
-    BUSY_DELETION_COST_PER_TASK,
-    IDLE_DELETION_COST,
-    PROOF_SPAN_SECONDS,
-    CounterReading,
-    PodLoad,
-    QueueSample,
+    Direction,
+    QueueHistory,
     ScaleDownPlan,
     ScalerMemory,
     ScalingPolicy,
+    SourceReading,
     StepPolicy,
-    decide,
-    estimate_rates,
-    plan_scale_down,
+    WorkerPod,
 )
 
 DT = 0.5  # seconds per simulation step
@@ -33,13 +35,23 @@ RS_DELAY = 1.0  # scale PATCH -> the ReplicaSet controller picks its victims (wa
 class Pod:
     """A worker pod: starting until ready_at, then it takes tasks into its slots."""
 
-    name: int
+    number: int
     created: float
     ready_at: float
     slots: list[float | None]  # finish time of the task in each slot, None when free
     terminating: bool = False
     deliveries: int = 0  # messages delivered to this pod's consumer so far
     consuming: bool = True  # False after a drain's cancel_consumer: the broker delivers nothing
+
+    @property
+    def name(self) -> str:
+        """The pod's name (zero-padded: names sort like creation order, as numbers do)."""
+        return f"worker-{self.number:06d}"
+
+    @property
+    def ip(self) -> str:
+        """The pod's IP, the consumer host RabbitMQ reports for its channel."""
+        return f"10.1.{self.number // 250}.{self.number % 250 + 1}"
 
     def busy(self) -> int:
         """Tasks running in this pod."""
@@ -48,6 +60,11 @@ class Pod:
     def ready(self, now: float) -> bool:
         """Started and taking work."""
         return now >= self.ready_at and not self.terminating
+
+    def consumer(self, now: float) -> bool:
+        """Has a consumer on the queue: started, not drained, not in warm shutdown (a Celery
+        worker cancels its consumer when warm shutdown begins, then finishes its tasks)."""
+        return self.ready(now) and self.consuming
 
 
 @dataclass
@@ -62,19 +79,6 @@ class Trace:
     concurrency: int = 2
     start_delay: float = 20.0  # pod scheduling + image pull + worker boot
     max_replicas: int = 20
-
-
-@dataclass
-class Snapshot:
-    """What the broker's statistics said at their last refresh."""
-
-    ready: int = 0
-    unacked: int = 0
-    consumers: int = 0
-    published: int = 0
-    acked: int = 0
-    in_flight: dict[int, int] = field(default_factory=dict)
-    deliveries: dict[int, int] = field(default_factory=dict)
 
 
 class Cluster:
@@ -93,7 +97,7 @@ class Cluster:
         self.first_arrival: float | None = None
         self.first_scale_up: float | None = None
         self.replicas = 0  # Deployment spec.replicas
-        self.snapshot = Snapshot()
+        self.statistics = SourceReading(0, 0, 0, 0, 0, {}, {})  # the management API's numbers
         self._next_pod = 0
         self._last_served = -1  # RabbitMQ's round-robin position among consumers
         self._remove_at: float | None = None  # a scale-down the ReplicaSet has not acted on yet
@@ -165,11 +169,11 @@ class Cluster:
         # robin: load spreads over all pods, so an idle pod gets the next message as likely
         # as any other (not oldest-first, which would keep the newest pods idle).
         while self.queue:
-            free = [p for p in self.pods if p.ready(t) and p.consuming and p.busy() < len(p.slots)]
+            free = [p for p in self.pods if p.consumer(t) and p.busy() < len(p.slots)]
             if not free:
                 break
-            pod = next((p for p in free if p.name > self._last_served), free[0])
-            self._last_served = pod.name
+            pod = next((p for p in free if p.number > self._last_served), free[0])
+            self._last_served = pod.number
             arrived = self.queue.popleft()
             self.waits.append(max(0.0, t - arrived))
             pod.slots[pod.slots.index(None)] = t + self.service_time()
@@ -178,32 +182,51 @@ class Cluster:
         self.now += DT
 
     def refresh_stats(self) -> None:
-        """The management API's statistics refresh (every 5 s in RabbitMQ by default)."""
-        self.snapshot = Snapshot(
+        """The management API's statistics refresh (every 5 s in RabbitMQ by default).
+
+        As RabbitMQSource reads them: queue totals, and per consumer channel (so per pod IP)
+        its unacked messages and cumulative deliveries. A pod without a consumer (starting,
+        drained, in warm shutdown) has no channel on the queue, but its tasks count as unacked.
+        """
+        consumers = [p for p in self.pods if p.consumer(self.now)]
+        self.statistics = SourceReading(
             ready=len(self.queue),
             unacked=sum(p.busy() for p in self.pods),
-            consumers=sum(1 for p in self.pods if p.ready(self.now)),
+            consumers=len(consumers),
             published=self.published,
             acked=self.acked,
-            in_flight={p.name: p.busy() for p in self.pods},
-            # Only pods with a consumer (ready) have a channel, hence a delivery counter.
-            deliveries={p.name: p.deliveries for p in self.pods if p.ready(self.now)},
+            in_flight_by_host={p.ip: p.busy() for p in consumers},
+            deliveries_by_host={p.ip: p.deliveries for p in consumers},
         )
+
+    def read_queue(self) -> SourceReading:
+        """RabbitMQSource.read() with amqpUrl: ready and consumers live (passive declare), the
+        rest from the last statistics refresh."""
+        consumers = sum(1 for p in self.pods if p.consumer(self.now))
+        return replace(self.statistics, ready=len(self.queue), consumers=consumers)
+
+    def worker_pods(self) -> list[WorkerPod]:
+        """The pod list the operator reads from the API: live pods, not terminating ones."""
+        return [WorkerPod(p.name, p.ip, p.ready(self.now), p.created) for p in self.active()]
+
+    def pod(self, name: str) -> Pod:
+        """A live pod by name."""
+        return next(p for p in self.active() if p.name == name)
 
 
 def k8s_default_rank(cluster: Cluster) -> list[Pod]:
     """ReplicaSet victim order without deletion costs: not-ready first, then newest first."""
     active = cluster.active()
-    return sorted(active, key=lambda p: (p.ready(cluster.now), -p.created, -p.name))
+    return sorted(active, key=lambda p: (p.ready(cluster.now), -p.created, -p.number))
 
 
-def cost_aware_rank(costs: dict[int, int]) -> Callable[[Cluster], list[Pod]]:
+def cost_aware_rank(costs: Mapping[str, int]) -> Callable[[Cluster], list[Pod]]:
     """ReplicaSet victim order with pod-deletion-cost: not-ready, lower cost, newest."""
 
     def rank(cluster: Cluster) -> list[Pod]:
         return sorted(
             cluster.active(),
-            key=lambda p: (p.ready(cluster.now), costs.get(p.name, 0), -p.created, -p.name),
+            key=lambda p: (p.ready(cluster.now), costs.get(p.name, 0), -p.created, -p.number),
         )
 
     return rank
@@ -218,10 +241,13 @@ class Autoscaler:
 
 
 class OurAutoscaler(Autoscaler):
-    """The operator: poll every pollIntervalSeconds, live ready count over AMQP, the rest from
-    lagging statistics, decision from imgconv_operator.scaling; before a scale-down a re-read
-    (the same lagging statistics: within one poll it is the same snapshot) and
-    plan_scale_down against the previous poll's reading, then deletion costs, then the patch."""
+    """The operator: poll every pollIntervalSeconds and do what reconcile.Reconciler does
+    between reading the queue and patching the Deployment, with the same scaling functions.
+
+    Its readings are as stale as the operator's: the ready count is live (AMQP), the rest is
+    the last statistics refresh, and the re-read before a scale-down returns the same numbers
+    when the statistics have not refreshed since, as the management API would.
+    """
 
     def __init__(
         self, policy: ScalingPolicy, poll: float, phase: float, drain: bool = False
@@ -229,101 +255,57 @@ class OurAutoscaler(Autoscaler):
         self.policy, self.poll, self.next = policy, poll, phase
         self.drain = drain  # source.rabbitmq.drain: Celery cancel_consumer + inspect first
         self.memory = ScalerMemory()
-        self.counters: tuple[CounterReading, ...] = ()
-        self.costs: dict[int, int] = {}
-        self.history: list[tuple[float, Snapshot]] = []  # statistics as read at each poll
-
-    @staticmethod
-    def loads(cluster: Cluster, snap: Snapshot) -> list[PodLoad]:
-        """Per-pod load as the management API shows it (a starting pod has no consumer yet)."""
-        return [
-            PodLoad(
-                str(p.name),
-                snap.in_flight.get(p.name, 0),
-                ready=p.ready(cluster.now),  # the pod list is read live from the API
-                deliveries=snap.deliveries.get(p.name),
-            )
-            for p in cluster.active()
-        ]
+        self.history = QueueHistory()
+        self.drained: frozenset[str] = frozenset()  # stopped for a removal, maybe still there
 
     def tick(self, cluster: Cluster) -> None:
-        """Poll when due."""
+        """Poll when due: Reconciler._autoscale, with the cluster in place of the API."""
         if cluster.now < self.next:
             return
         self.next += self.poll
-        snap = cluster.snapshot
-        reading = CounterReading(cluster.now, snap.published, snap.acked, snap.unacked)
-        rates = estimate_rates(self.counters, reading, 30.0)
-        self.counters = rates.history
-        loads = self.loads(cluster, snap)
-        sample = QueueSample(
-            ready=len(cluster.queue),  # passive queue.declare: live
-            unacked=snap.unacked,
-            consumers=snap.consumers,
-            arrival_rate=rates.arrival,
-            drain_rate=rates.drain,
-            mean_in_flight=rates.mean_in_flight,
-            busy_pods=sum(1 for load in loads if load.in_flight),
-        )
-        cutoff = cluster.now - PROOF_SPAN_SECONDS  # reconcile._observe keeps the same
-        old = [(at, x) for at, x in self.history if at <= cutoff]
-        before = old[-1][1] if old else None
-        recent = [(at, x) for at, x in self.history if at > cutoff]
-        self.history = [*old[-1:], *recent, (cluster.now, snap)]
-        decision = decide(self.policy, sample, cluster.replicas, self.memory, cluster.now)
-        if decision.desired < cluster.replicas:
-            fresh = cluster.snapshot  # the re-read: as stale as the statistics are
-            previous: dict[str, PodLoad] | None = None  # drain: the workers give the proof
-            if not self.drain:
-                old_loads = self.loads(cluster, before) if before else []
-                previous = {x.name: x for x in old_loads}
-            plan = plan_scale_down(
-                decision.desired,
-                cluster.replicas,
-                self.loads(cluster, fresh),
-                previous,
-                len(cluster.queue),
-            )
-            if self.drain and plan.replicas < cluster.replicas:
-                plan = self.drained(cluster, plan)
-            if plan.replicas >= cluster.replicas:
-                memory = replace(decision.memory, last_scale_down=self.memory.last_scale_down)
-                decision = replace(decision, desired=cluster.replicas, memory=memory)
-            else:
-                decision = replace(decision, desired=plan.replicas)
-                self.costs = {int(k): v for k, v in plan.costs.items()}
-                cluster.rank = cost_aware_rank(self.costs)
+        now, current = cluster.now, cluster.replicas
+        reading = cluster.read_queue()
+        observation = scaling.observe(self.history, reading, now)
+        self.history = observation.history
+        sample = observation.sample
+        if scaling.recommend(self.policy, sample, current)[0] < current:
+            loads = scaling.pod_loads(cluster.worker_pods(), reading)
+            sample = replace(sample, busy_pods=scaling.busy_pods(loads))
+        self.resume_leftovers(cluster)
+        decision = scaling.decide(self.policy, sample, current, self.memory, now)
+        if decision.direction is Direction.DOWN:
+            fresh = cluster.read_queue()
+            pods = cluster.worker_pods()
+            plan = scaling.recheck(decision, pods, fresh, observation.before, drain=self.drain)
+            if self.drain and plan.replicas < current:
+                plan = self.drain_workers(cluster, plan, pods, current)
+            decision = scaling.limit_to_plan(decision, plan, self.memory)
+            if decision.direction is Direction.DOWN:
+                cluster.rank = cost_aware_rank(plan.costs)  # the pod-deletion-cost annotations
         self.memory = decision.memory
         cluster.scale_to(decision.desired)
 
-    @staticmethod
-    def drained(cluster: Cluster, plan: ScaleDownPlan) -> ScaleDownPlan:
-        """reconcile._drain: stop the victims consuming, ask them (live) what they hold, keep
-        the ones holding anything. The cancel is confirmed before the question, so a message
-        delivered up to then is in the answer, and none comes after."""
-        pods = {str(p.name): p for p in cluster.active()}
-        count = len(plan.costs) - plan.replicas
-        newest_first = sorted(
-            plan.removable, key=lambda n: (pods[n].created, pods[n].name), reverse=True
-        )
-        victims = sorted(newest_first, key=lambda n: pods[n].ready(cluster.now))[: max(count, 0)]
-        gone = set()
-        for name in victims:
-            pod = pods[name]
-            if not pod.ready(cluster.now):
-                gone.add(name)  # no worker yet: nothing to stop, nothing held
-                continue
+    def drain_workers(
+        self, cluster: Cluster, plan: ScaleDownPlan, pods: Sequence[WorkerPod], current: int
+    ) -> ScaleDownPlan:
+        """Reconciler._drain against simulated workers: each victim's cancel_consumer is
+        confirmed before it is asked (live) what it holds, so nothing reaches it after the
+        answer; those holding anything get add_consumer and stay."""
+        victims = scaling.drain_victims(plan, pods)
+        stopped = [cluster.pod(v.name) for v in victims if v.running]
+        for pod in stopped:
             pod.consuming = False
-            if pod.busy():
-                pod.consuming = True  # add_consumer: it stays
-            else:
-                gone.add(name)
-        costs = {
-            name: IDLE_DELETION_COST if name in gone else max(cost, BUSY_DELETION_COST_PER_TASK)
-            for name, cost in plan.costs.items()
-        }
-        replicas = min(cluster.replicas, max(plan.replicas, len(costs) - len(gone)))
-        return ScaleDownPlan(replicas, costs, frozenset(gone))
+        idle = frozenset(pod.name for pod in stopped if not pod.busy())
+        for pod in stopped:
+            pod.consuming = pod.name not in idle
+        self.drained = idle
+        return scaling.after_drain(plan, victims, idle, current)
+
+    def resume_leftovers(self, cluster: Cluster) -> None:
+        """Reconciler._resume_leftovers: drained pods the ReplicaSet left consume again."""
+        drained, self.drained = self.drained, frozenset()
+        for name in scaling.drained_leftovers(drained, cluster.worker_pods()):
+            cluster.pod(name).consuming = True
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 TIMED_OUT = "timed_out"
 TRACER = tracer(__name__)
+INTERNAL_ERROR = "internal_error"
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,9 @@ class WorkerContext:
     sessions: sessionmaker[Session]
     store: BlobStore
     redis: redis.Redis
+    # Raised into a conversion from outside (the worker's soft time limit): passed through,
+    # never taken for a failure of the conversion itself.
+    interruptions: tuple[type[BaseException], ...] = ()
 
 
 class Outcome(StrEnum):
@@ -125,6 +129,15 @@ def run_conversion(ctx: WorkerContext, job_id: uuid.UUID) -> ConversionReport:
             )
     except ImgconvError as exc:
         return finish_failed(ctx, job_id, me, exc.code, exc.message, job)
+    except ctx.interruptions:
+        raise
+    except Exception:
+        # Bad input is a domain error above; anything else is a bug (ours or a library's).
+        # End the job now, traceback logged, rather than retry it each time the lease ends.
+        log.exception("job %s: the conversion raised an unexpected error", job_id)
+        return finish_failed(
+            ctx, job_id, me, INTERNAL_ERROR, "an internal error stopped the conversion", job
+        )
     result = Result(converted.data, converted.mime_type, converted.width, converted.height)
     with TRACER.start_as_current_span("imgconv.store_result"), transaction(ctx.sessions) as tx:
         done = complete_job(tx, ctx.store, job_id, me, result)

@@ -1,8 +1,12 @@
-"""kopf handlers: thin wiring only. Run with `kopf run -m imgconv_operator.handlers`."""
+"""kopf handlers: the operator's wiring to kopf. Run with `kopf run -m imgconv_operator.handlers`.
+
+Settings, login and this process's API client; one loop per WorkerAutoscaler that runs a
+reconcile (reconcile.py), posts its events and writes its status when it changed; the restore
+on delete; the liveness probe. Decisions are not made here: scaling.py and reconcile.py.
+"""
 
 from __future__ import annotations
 
-import copy
 import logging
 import os
 import time
@@ -21,7 +25,7 @@ from imgconv_operator.kube import (
     KubeError,
     NotFoundError,
 )
-from imgconv_operator.reconcile import AutoscalerRuntime, Reconciler
+from imgconv_operator.reconcile import AutoscalerState, Connections, Reconciler, older_rivals
 
 log = logging.getLogger(__name__)
 
@@ -146,11 +150,7 @@ def autoscalers_by_target(
 def rivals(index: kopf.Index[Any, Any], namespace: str, name: str, spec: kopf.Spec) -> list[str]:
     """Older autoscalers (creation time, then name) that target the same Deployment."""
     target = str((spec.get("targetRef") or {}).get("name") or "")
-    entries = sorted(index.get((namespace, target), []))
-    mine = next((entry for entry in entries if entry[1] == name), None)
-    if mine is None:
-        return []  # not indexed yet: the next loop will know
-    return [entry[1] for entry in entries if entry < mine]
+    return older_rivals(index.get((namespace, target), []), name)
 
 
 @kopf.daemon(GROUP, VERSION, PLURAL, id="autoscale", cancellation_timeout=15.0)
@@ -168,12 +168,9 @@ async def autoscale(
     assert namespace is not None
     assert name is not None
     index: kopf.Index[Any, Any] = kwargs["autoscalers_by_target"]  # kopf passes indexes by name
-    runtime = AutoscalerRuntime(original_replicas=status.get("originalReplicas"))
+    state = AutoscalerState(original_replicas=status.get("originalReplicas"))
+    connections = Connections()
     written: dict[str, Any] | None = None
-
-    def emit(kind: str, reason: str, message: str) -> None:
-        kopf.event(body, type=kind, reason=reason, message=message)
-
     STATE.running += 1
     try:
         while not stopped:
@@ -181,21 +178,25 @@ async def autoscale(
             interval = ERROR_RETRY_SECONDS
             try:
                 kube = STATE.client()
-                reconciler = Reconciler(kube, namespace, name, runtime, emit)
+                reconciler = Reconciler(kube, namespace, name, connections)
                 # body/spec/meta are live views in kopf daemons: edits apply on the next loop.
-                new_status, interval = await reconciler.run(
+                result = await reconciler.run(
+                    state,
                     dict(spec),
                     dict(meta.annotations),
                     meta.get("generation"),
                     started,
                     rivals=rivals(index, namespace, name, spec),
                 )
-                if new_status != written:  # an idle queue should not mean a write every poll
+                state, interval = result.state, result.next_in
+                for event in result.events:
+                    kopf.event(body, type=event.type, reason=event.reason, message=event.message)
+                if result.status != written:  # an idle queue should not mean a write every poll
                     try:
-                        await kube.patch_status(namespace, name, new_status)
+                        await kube.patch_status(namespace, name, result.status)
                     except NotFoundError:
                         return  # the autoscaler itself is gone
-                    written = copy.deepcopy(new_status)  # conditions are updated in place
+                    written = result.status
             except (KubeError, kopf.TemporaryError, aiohttp.ClientError, OSError) as exc:
                 log.warning("%s/%s: reconcile failed, retrying: %r", namespace, name, exc)
             except Exception:
@@ -207,7 +208,7 @@ async def autoscale(
             await stopped.wait(interval)
     finally:
         STATE.running -= 1
-        await runtime.close_source()
+        await connections.close()
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL, id="restore")

@@ -1,6 +1,7 @@
 """The few Kubernetes API calls the operator makes itself (kopf makes the rest), over aiohttp.
 
-Every call here must be allowed by k8s/operator/operator-rbac.yaml; the integration tests check it.
+Every call here must be allowed by the chart's operator Role
+(charts/imgconv/templates/operator/operator-rbac.yaml); the integration tests check it.
 """
 
 from __future__ import annotations

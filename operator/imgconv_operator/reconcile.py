@@ -1,44 +1,46 @@
 """One reconcile of one WorkerAutoscaler: read, decide, mark pods, scale, report.
 
-The decision itself is in scaling.py; this module is the glue between it and the world.
+Every scaling decision is a pure function in scaling.py, and the simulator in bench/autoscale
+calls the same ones. This module reads the queue and the pods, calls those functions in order
+and acts on what they return. A reconcile returns its outcome (status, the state for the next
+reconcile, events) instead of keeping it; only the broker connections, and the workers they
+stopped for a scale-down, live on in Connections.
 """
 
 from __future__ import annotations
 
 import datetime
 import logging
-from collections.abc import Callable, Mapping
+import math
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from imgconv_operator import metrics
 from imgconv_operator.drain import CeleryControl, WorkerControl, node_name
 from imgconv_operator.kube import JsonObject, KubeError, NotFoundError
 from imgconv_operator.scaling import (
-    BUSY_DELETION_COST_PER_TASK,
-    IDLE_DELETION_COST,
-    PROOF_SPAN_SECONDS,
-    CounterReading,
     Decision,
     Direction,
-    PodLoad,
-    QueueSample,
+    QueueHistory,
     Reason,
     ScaleDownPlan,
     ScalerMemory,
+    SourceReading,
+    WorkerPod,
+    after_drain,
+    busy_pods,
     decide,
     decide_on_error,
-    estimate_rates,
-    plan_scale_down,
+    drain_victims,
+    drained_leftovers,
+    limit_to_plan,
+    observe,
+    pod_loads,
+    recheck,
     recommend,
 )
-from imgconv_operator.sources import (
-    QueueSource,
-    RabbitMQSource,
-    RedisListSource,
-    SourceError,
-    SourceReading,
-)
+from imgconv_operator.sources import QueueSource, RabbitMQSource, RedisListSource, SourceError
 from imgconv_operator.spec import (
     DELETION_COST_ANNOTATION,
     AutoscalerSpec,
@@ -51,9 +53,8 @@ from imgconv_operator.spec import (
 
 log = logging.getLogger(__name__)
 
-RATE_WINDOW_SECONDS = 30.0  # rates over 30 s smooth the broker's 5 s statistics ticks
-
-EventSink = Callable[[str, str, str], None]  # (type, reason, message)
+INVALID_SPEC_RETRY_SECONDS = 30.0
+CONDITION_TYPES = ("Ready", "Active", "Fallback", "Paused")  # their order in the status
 
 
 class KubeApi(Protocol):
@@ -69,6 +70,74 @@ class KubeApi(Protocol):
     ) -> None: ...
     async def list_hpas(self, namespace: str) -> list[JsonObject]: ...
     async def read_secret(self, namespace: str, name: str) -> dict[str, str]: ...
+
+
+class Event(NamedTuple):
+    """A Kubernetes event to post on the WorkerAutoscaler."""
+
+    type: str  # Normal or Warning
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One status condition of the WorkerAutoscaler."""
+
+    type: str
+    status: bool
+    reason: str
+    message: str
+    last_transition_time: str
+
+    def to_json(self) -> JsonObject:
+        """The condition as the status subresource holds it."""
+        return {
+            "type": self.type,
+            "status": "True" if self.status else "False",
+            "reason": self.reason,
+            "message": self.message,
+            "lastTransitionTime": self.last_transition_time,
+        }
+
+
+@dataclass(frozen=True)
+class AutoscalerState:
+    """What one autoscaler carries from one reconcile to the next (the daemon loop keeps it)."""
+
+    memory: ScalerMemory = field(default_factory=ScalerMemory)
+    history: QueueHistory = field(default_factory=QueueHistory)
+    failures: int = 0  # failed source reads in a row
+    conditions: tuple[Condition, ...] = ()
+    last_scale_time: str | None = None
+    original_replicas: int | None = None
+
+    def with_condition(
+        self, kind: str, status: bool, reason: str, message: str = ""
+    ) -> tuple[AutoscalerState, bool]:
+        """Set a condition; True when it changed (so events fire on transitions only)."""
+        old = next((c for c in self.conditions if c.type == kind), None)
+        changed = old is None or old.status != status or old.reason != reason
+        if old is not None and not changed:
+            new = replace(old, message=message)
+        else:
+            new = Condition(kind, status, reason, message, _now_iso())
+        others = tuple(c for c in self.conditions if c.type != kind)
+        return replace(self, conditions=(*others, new)), changed
+
+    def restart_window(self) -> AutoscalerState:
+        """After an outage or a pause a scale-down needs a fresh window and fresh proofs."""
+        return replace(self, memory=ScalerMemory(), history=replace(self.history, readings=()))
+
+
+@dataclass(frozen=True)
+class Reconciled:
+    """The outcome of one reconcile."""
+
+    status: JsonObject  # for the WorkerAutoscaler's status subresource
+    next_in: float  # seconds until the next reconcile
+    state: AutoscalerState  # to pass to the next reconcile
+    events: tuple[Event, ...] = ()
 
 
 def build_source(
@@ -88,31 +157,25 @@ def build_control(src: RabbitMQSourceSpec, username: str, password: str | None) 
 
 
 @dataclass
-class AutoscalerRuntime:
-    """What one autoscaler keeps in memory between reconciles."""
+class Connections:
+    """One autoscaler's broker connections, kept open from one reconcile to the next.
 
-    memory: ScalerMemory = field(default_factory=ScalerMemory)
-    counters: tuple[CounterReading, ...] = ()
-    failures: int = 0
-    source: QueueSource | None = None
-    source_spec: object = None
-    conditions: dict[str, JsonObject] = field(default_factory=dict)
-    last_scale_time: str | None = None
-    original_replicas: int | None = None
-    # Recent readings (time, reading): a pod is proven idle only if it was idle in one at least
-    # PROOF_SPAN_SECONDS old too, with no delivery since (see scaling.provably_idle).
-    readings: list[tuple[float, SourceReading]] = field(default_factory=list)
+    `drained` are the workers its control channel stopped for a scale-down: a promise to those
+    workers rather than decision state, so it outlives a reconcile that fails half-way; the next
+    reconcile makes them consume again if the ReplicaSet left them.
+    """
+
     make_source: Callable[[RabbitMQSourceSpec | RedisSourceSpec, str, str | None], QueueSource] = (
         build_source
     )
-    # Draining (source.rabbitmq.drain): the control channel, and the pods stopped for removal
-    # that must consume again if they are still there at the next reconcile.
-    control: WorkerControl | None = None
     make_control: Callable[[RabbitMQSourceSpec, str, str | None], WorkerControl] = build_control
-    drained: set[str] = field(default_factory=set)
+    source: QueueSource | None = None
+    source_spec: object = None
+    control: WorkerControl | None = None  # only with source.rabbitmq.drain
+    drained: frozenset[str] = frozenset()
 
-    async def close_source(self) -> None:
-        """Drop the source connection (it is rebuilt, with fresh credentials, next time)."""
+    async def close(self) -> None:
+        """Drop the connections (they are rebuilt, with fresh credentials, next time)."""
         try:
             if self.source is not None:
                 await self.source.close()
@@ -122,127 +185,211 @@ class AutoscalerRuntime:
             if control is not None:
                 await control.close()
 
+    async def source_for(self, kube: KubeApi, namespace: str, spec: AutoscalerSpec) -> QueueSource:
+        """The open source for the spec's source, (re)built when the spec changed."""
+        if self.source is not None and self.source_spec == spec.source:
+            return self.source
+        await self.close()
+        src = spec.source
+        username, password = "guest", None
+        try:
+            user_ref = src.username if isinstance(src, RabbitMQSourceSpec) else None
+            if user_ref is not None:
+                username = (await kube.read_secret(namespace, user_ref.name))[user_ref.key]
+            if src.password is not None:
+                secret = await kube.read_secret(namespace, src.password.name)
+                password = secret[src.password.key]
+        except (KubeError, KeyError) as exc:
+            raise SourceError(f"cannot read the source's credentials Secret: {exc!r}") from exc
+        self.source, self.source_spec = self.make_source(src, username, password), spec.source
+        if isinstance(src, RabbitMQSourceSpec) and src.drain_node_name is not None:
+            self.control = self.make_control(src, username, password)
+        return self.source
+
+
+def older_rivals(entries: Iterable[tuple[str, str]], name: str) -> list[str]:
+    """Autoscalers of the same target older than `name`, from (creation time, name) entries.
+
+    The oldest (creation time, then name) acts; the others report TargetConflict.
+    """
+    ordered = sorted(entries)
+    mine = next((entry for entry in ordered if entry[1] == name), None)
+    if mine is None:
+        return []  # not indexed yet: the next loop will know
+    return [entry[1] for entry in ordered if entry < mine]
+
+
+def worker_pods(live: list[JsonObject]) -> list[WorkerPod]:
+    """Pods as the Kubernetes API lists them, as scaling.py sees them."""
+    pods = []
+    for pod in live:
+        meta, status = pod.get("metadata") or {}, pod.get("status") or {}
+        pods.append(
+            WorkerPod(
+                name=str(meta.get("name")),
+                ip=status.get("podIP") or None,
+                running=status.get("phase") == "Running",
+                created_at=_timestamp(meta.get("creationTimestamp")),
+            )
+        )
+    return pods
+
+
+def _timestamp(value: Any) -> float:
+    try:
+        return datetime.datetime.fromisoformat(str(value)).timestamp()
+    except ValueError:
+        return math.inf  # unknown: the ReplicaSet's "newest first" puts it first too
+
+
+def _costs_to_write(costs: Mapping[str, int], live: list[JsonObject]) -> dict[str, int]:
+    """Only the costs a pod does not carry yet: every pod update is API server load."""
+    marked = {
+        str((p.get("metadata") or {}).get("name")): (
+            ((p.get("metadata") or {}).get("annotations") or {}).get(DELETION_COST_ANNOTATION)
+        )
+        for p in live
+    }
+    return {name: cost for name, cost in costs.items() if marked.get(name) != str(cost)}
+
 
 def _now_iso() -> str:
     return datetime.datetime.now(datetime.UTC).replace(microsecond=0).isoformat()
 
 
-class Reconciler:
-    """Reconciles one WorkerAutoscaler per call to `run`."""
+def _status(state: AutoscalerState, generation: int | None, **fields: Any) -> JsonObject:
+    status: JsonObject = {
+        "observedGeneration": generation,
+        "sourceFailures": state.failures,
+        "lastScaleTime": state.last_scale_time,
+        "originalReplicas": state.original_replicas,
+        "conditions": [
+            c.to_json() for kind in CONDITION_TYPES for c in state.conditions if c.type == kind
+        ],
+    }
+    status.update(fields)
+    return status
 
-    def __init__(
-        self,
-        kube: KubeApi,
-        namespace: str,
-        name: str,
-        runtime: AutoscalerRuntime,
-        emit: EventSink,
-    ) -> None:
+
+def _scaled(
+    state: AutoscalerState, old: int, new: int, reason: Reason, detail: str
+) -> tuple[AutoscalerState, Event]:
+    verb = "ScaledUp" if new > old else "ScaledDown"
+    event = Event("Normal", verb, f"{old} -> {new} ({reason.value}): {detail}")
+    return replace(state, last_scale_time=_now_iso()), event
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+class Reconciler:
+    """Reconciles one WorkerAutoscaler per call to `run`; holds only what every run shares."""
+
+    def __init__(self, kube: KubeApi, namespace: str, name: str, connections: Connections) -> None:
         self.kube = kube
         self.namespace = namespace
         self.name = name
-        self.runtime = runtime
-        self.emit = emit
-        self._costs_now: dict[str, str | None] = {}
-        self._plan_costs: dict[str, int] = {}
-        self._reading_before: SourceReading | None = None
-
-    # -- conditions and events ------------------------------------------------------------
-
-    def _condition(self, kind: str, status: bool, reason: str, message: str = "") -> bool:
-        """Set a condition; True when it changed (so events fire on transitions only)."""
-        value = "True" if status else "False"
-        old = self.runtime.conditions.get(kind)
-        if old and old["status"] == value and old["reason"] == reason:
-            old["message"] = message
-            return False
-        self.runtime.conditions[kind] = {
-            "type": kind,
-            "status": value,
-            "reason": reason,
-            "message": message,
-            "lastTransitionTime": _now_iso(),
-        }
-        return True
-
-    def _status(self, generation: int | None, **fields: Any) -> JsonObject:
-        status: JsonObject = {
-            "observedGeneration": generation,
-            "sourceFailures": self.runtime.failures,
-            "lastScaleTime": self.runtime.last_scale_time,
-            "originalReplicas": self.runtime.original_replicas,
-            "conditions": [
-                self.runtime.conditions[k]
-                for k in ("Ready", "Active", "Fallback", "Paused")
-                if k in self.runtime.conditions
-            ],
-        }
-        status.update(fields)
-        return status
-
-    def _not_ready(self, generation: int | None, reason: str, message: str) -> JsonObject:
-        if self._condition("Ready", False, reason, message):
-            self.emit("Warning", reason, message)
-        return self._status(generation, reason=reason)
-
-    # -- the reconcile ---------------------------------------------------------------------
+        self.connections = connections
 
     async def run(
         self,
+        state: AutoscalerState,
         raw_spec: Mapping[str, Any],
         annotations: Mapping[str, str],
         generation: int | None,
         now: float,
         rivals: list[str] | None = None,
-    ) -> tuple[JsonObject, float]:
-        """Reconcile once; return the status to write and seconds until the next run.
+    ) -> Reconciled:
+        """Reconcile once, starting from `state` (what the previous reconcile returned).
 
         `rivals` are older WorkerAutoscalers that target the same Deployment: the oldest wins.
         """
         try:
             spec = parse_spec(raw_spec)
         except SpecError as exc:
-            return self._not_ready(generation, "InvalidSpec", str(exc)), 30.0
+            return _not_ready(
+                state, generation, INVALID_SPEC_RETRY_SECONDS, "InvalidSpec", str(exc)
+            )
         interval = spec.poll_interval_seconds
         if rivals:
             msg = f"WorkerAutoscaler {rivals[0]!r} already scales {spec.target!r}; not acting"
-            return self._not_ready(generation, "TargetConflict", msg), interval
+            return _not_ready(state, generation, interval, "TargetConflict", msg)
         try:
             deployment = await self.kube.get_deployment(self.namespace, spec.target)
         except NotFoundError:
             msg = f"Deployment {spec.target!r} not found"
-            return self._not_ready(generation, "TargetNotFound", msg), interval
+            return _not_ready(state, generation, interval, "TargetNotFound", msg)
         current = int((deployment.get("spec") or {}).get("replicas", 1))
-        if self.runtime.original_replicas is None:
-            self.runtime.original_replicas = current
+        if state.original_replicas is None:
+            state = replace(state, original_replicas=current)
         metrics.CURRENT_REPLICAS.labels(self.namespace, self.name).set(current)
 
         conflict = await self._hpa_conflict(spec.target)
         if conflict:
             msg = f"HorizontalPodAutoscaler {conflict!r} already scales {spec.target!r}; not acting"
-            status = self._not_ready(generation, "HPAConflict", msg)
-            status.update(currentReplicas=current, desiredReplicas=current)
-            return status, interval
+            return _not_ready(
+                state,
+                generation,
+                interval,
+                "HPAConflict",
+                msg,
+                currentReplicas=current,
+                desiredReplicas=current,
+            )
 
         paused, fixed = paused_replicas(annotations)
         if paused:
-            return await self._paused(spec, generation, current, fixed), interval
-        self._condition("Paused", False, "NotPaused")
+            return await self._paused(state, spec, generation, current, fixed)
+        state, _ = state.with_condition("Paused", False, "NotPaused")
+        return await self._autoscale(state, spec, deployment, generation, current, now)
 
+    async def _autoscale(
+        self,
+        state: AutoscalerState,
+        spec: AutoscalerSpec,
+        deployment: JsonObject,
+        generation: int | None,
+        current: int,
+        now: float,
+    ) -> Reconciled:
         try:
-            sample, _ = await self._observe(spec, deployment, current, now)
+            source = await self.connections.source_for(self.kube, self.namespace, spec)
+            reading = await source.read()
         except SourceError as exc:
-            return await self._on_source_error(spec, generation, current, str(exc)), interval
+            return await self._on_source_error(state, spec, generation, current, str(exc))
+        observation = observe(state.history, reading, now)
+        state = replace(state, failures=0, history=observation.history)
+        metrics.QUEUE_MESSAGES.labels(self.namespace, self.name, "ready").set(reading.ready)
+        metrics.QUEUE_MESSAGES.labels(self.namespace, self.name, "unacked").set(reading.unacked)
+        sample = observation.sample
+        if recommend(spec.policy, sample, current)[0] < current:
+            # Pods matter only when the count may go down: who is busy, and who may go.
+            pods = worker_pods(await self._live_pods(deployment))
+            sample = replace(sample, busy_pods=busy_pods(pod_loads(pods, reading)))
 
         await self._resume_leftovers(spec, deployment)
-        decision = decide(spec.policy, sample, current, self.runtime.memory, now)
+        decision = decide(spec.policy, sample, current, state.memory, now)
+        costs: dict[str, int] = {}
         if decision.direction is Direction.DOWN:
             try:
-                decision = await self._recheck(spec, deployment, decision)
+                decision, costs = await self._recheck(
+                    spec, source, deployment, decision, observation.before, state.memory
+                )
             except SourceError as exc:
-                return await self._on_source_error(spec, generation, current, str(exc)), interval
-        self.runtime.memory = decision.memory
-        await self._apply(spec, decision, sample)
+                return await self._on_source_error(state, spec, generation, current, str(exc))
+        state = replace(state, memory=decision.memory)
+        events: list[Event] = []
+        if decision.direction is not Direction.NONE:
+            if decision.direction is Direction.DOWN:
+                await self._mark_deletion_costs(costs)
+            await self.kube.scale_deployment(self.namespace, spec.target, decision.desired)
+            detail = (
+                f"ready={sample.ready} unacked={sample.unacked}"
+                f" recommendation={decision.recommendation}"
+            )
+            state, event = _scaled(state, current, decision.desired, decision.reason, detail)
+            events.append(event)
         metrics.DECISIONS.labels(
             self.namespace, self.name, decision.direction.value, decision.reason.value
         ).inc()
@@ -250,11 +397,13 @@ class Reconciler:
         if decision.desired != current:
             metrics.CURRENT_REPLICAS.labels(self.namespace, self.name).set(decision.desired)
 
-        self._condition("Ready", True, "Reconciled", f"reading {self._source_name(spec)}")
-        self._condition("Fallback", False, "SourceHealthy")
+        reading_from = f"reading {_source_name(spec)}"
+        state, _ = state.with_condition("Ready", True, "Reconciled", reading_from)
+        state, _ = state.with_condition("Fallback", False, "SourceHealthy")
         active_reason = "Active" if decision.active else decision.reason.value
-        self._condition("Active", decision.active, active_reason)
-        status = self._status(
+        state, _ = state.with_condition("Active", decision.active, active_reason)
+        status = _status(
+            state,
             generation,
             ready=sample.ready,
             unacked=sample.unacked,
@@ -269,7 +418,7 @@ class Reconciler:
             active=decision.active,
             reason=decision.reason.value,
         )
-        return status, interval
+        return Reconciled(status, spec.poll_interval_seconds, state, tuple(events))
 
     async def _hpa_conflict(self, target: str) -> str | None:
         for hpa in await self.kube.list_hpas(self.namespace):
@@ -279,49 +428,60 @@ class Reconciler:
         return None
 
     async def _paused(
-        self, spec: AutoscalerSpec, generation: int | None, current: int, fixed: int | None
-    ) -> JsonObject:
-        self.runtime.memory = ScalerMemory()  # after a pause, a scale-down needs a fresh window
-        self.runtime.readings = []
+        self,
+        state: AutoscalerState,
+        spec: AutoscalerSpec,
+        generation: int | None,
+        current: int,
+        fixed: int | None,
+    ) -> Reconciled:
+        state = state.restart_window()  # after a pause, a scale-down needs a fresh window
         message = "paused by annotation" + (f" at {fixed} replicas" if fixed is not None else "")
-        if self._condition("Paused", True, "PausedByAnnotation", message):
-            self.emit("Normal", "Paused", message)
+        state, changed = state.with_condition("Paused", True, "PausedByAnnotation", message)
+        events = [Event("Normal", "Paused", message)] if changed else []
         desired = current
         if fixed is not None and fixed != current:
             await self.kube.scale_deployment(self.namespace, spec.target, fixed)
-            self._scaled(current, fixed, Reason.PAUSED, message)
+            state, event = _scaled(state, current, fixed, Reason.PAUSED, message)
+            events.append(event)
             desired = fixed
-        self._condition("Ready", True, "Reconciled")
-        return self._status(
-            generation, desiredReplicas=desired, currentReplicas=desired, reason=Reason.PAUSED.value
+        state, _ = state.with_condition("Ready", True, "Reconciled")
+        status = _status(
+            state,
+            generation,
+            desiredReplicas=desired,
+            currentReplicas=desired,
+            reason=Reason.PAUSED.value,
         )
+        return Reconciled(status, spec.poll_interval_seconds, state, tuple(events))
 
     async def _on_source_error(
-        self, spec: AutoscalerSpec, generation: int | None, current: int, error: str
-    ) -> JsonObject:
-        runtime = self.runtime
-        runtime.failures += 1
-        runtime.memory = ScalerMemory()  # an outage breaks the window: start it over after
-        runtime.readings = []
-        await runtime.close_source()
+        self,
+        state: AutoscalerState,
+        spec: AutoscalerSpec,
+        generation: int | None,
+        current: int,
+        error: str,
+    ) -> Reconciled:
+        # An outage breaks the window: start it over after.
+        state = replace(state.restart_window(), failures=state.failures + 1)
+        await self.connections.close()
         metrics.SOURCE_ERRORS.labels(self.namespace, self.name).inc()
         log.warning(
-            "%s/%s: source read failed (%d): %s", self.namespace, self.name, runtime.failures, error
+            "%s/%s: source read failed (%d): %s", self.namespace, self.name, state.failures, error
         )
-        in_fallback = runtime.failures >= spec.fallback.failure_threshold
-        desired = decide_on_error(
-            spec.fallback, spec.policy.max_replicas, current, runtime.failures
-        )
+        in_fallback = state.failures >= spec.fallback.failure_threshold
+        desired = decide_on_error(spec.fallback, spec.policy.max_replicas, current, state.failures)
         why = "SourceError" if in_fallback else "Retrying"
-        if self._condition("Fallback", in_fallback, why, error) and in_fallback:
-            self.emit(
-                "Warning",
-                "SourceError",
-                f"fallback after {runtime.failures} failed reads: {error}",
-            )
+        state, changed = state.with_condition("Fallback", in_fallback, why, error)
+        events = []
+        if changed and in_fallback:
+            message = f"fallback after {state.failures} failed reads: {error}"
+            events.append(Event("Warning", "SourceError", message))
         if desired > current:
             await self.kube.scale_deployment(self.namespace, spec.target, desired)
-            self._scaled(current, desired, Reason.FALLBACK, error)
+            state, event = _scaled(state, current, desired, Reason.FALLBACK, error)
+            events.append(event)
         metrics.DECISIONS.labels(
             self.namespace,
             self.name,
@@ -329,261 +489,106 @@ class Reconciler:
             Reason.FALLBACK.value,
         ).inc()
         metrics.DESIRED_REPLICAS.labels(self.namespace, self.name).set(desired)
-        self._condition("Ready", True, "Reconciled", "running on the fallback policy")
-        return self._status(
+        fallback = "running on the fallback policy"
+        state, _ = state.with_condition("Ready", True, "Reconciled", fallback)
+        status = _status(
+            state,
             generation,
             desiredReplicas=desired,
             currentReplicas=desired,
             reason=Reason.FALLBACK.value,
         )
-
-    def _source_name(self, spec: AutoscalerSpec) -> str:
-        src = spec.source
-        if isinstance(src, RabbitMQSourceSpec):
-            return f"rabbitmq queue {src.queue!r} vhost {src.vhost!r}"
-        return f"redis list {src.list_key!r}"
-
-    async def _source(self, spec: AutoscalerSpec) -> QueueSource:
-        runtime = self.runtime
-        if runtime.source is not None and runtime.source_spec == spec.source:
-            return runtime.source
-        await runtime.close_source()
-        src = spec.source
-        username, password = "guest", None
-        try:
-            user_ref = src.username if isinstance(src, RabbitMQSourceSpec) else None
-            if user_ref is not None:
-                username = (await self.kube.read_secret(self.namespace, user_ref.name))[
-                    user_ref.key
-                ]
-            if src.password is not None:
-                secret = await self.kube.read_secret(self.namespace, src.password.name)
-                password = secret[src.password.key]
-        except (KubeError, KeyError) as exc:
-            raise SourceError(f"cannot read the source's credentials Secret: {exc!r}") from exc
-        source = runtime.make_source(src, username, password)
-        runtime.source, runtime.source_spec = source, spec.source
-        if isinstance(src, RabbitMQSourceSpec) and src.drain_node_name is not None:
-            runtime.control = runtime.make_control(src, username, password)
-        return source
+        return Reconciled(status, spec.poll_interval_seconds, state, tuple(events))
 
     async def _recheck(
-        self, spec: AutoscalerSpec, deployment: JsonObject, decision: Decision
-    ) -> Decision:
+        self,
+        spec: AutoscalerSpec,
+        source: QueueSource,
+        deployment: JsonObject,
+        decision: Decision,
+        before: SourceReading | None,
+        memory: ScalerMemory,
+    ) -> tuple[Decision, dict[str, int]]:
         """Right before a scale-down: read the queue again (fresh, not the reading the decision
-        used), and lower replicas only by as many pods as are proven idle (plan_scale_down)."""
-        previous = self._reading_before
-        fresh = await (await self._source(spec)).read()
+        used) and lower replicas only by as many pods as are proven idle (scaling.recheck).
+
+        Returns the decision as far as the proof allows and the pod-deletion costs to write.
+        """
+        fresh = await source.read()
         live = await self._live_pods(deployment)
-        loads = self._loads(live, fresh)
+        pods = worker_pods(live)
         src = spec.source
         drain = (
-            self.runtime.control is not None
-            and isinstance(src, RabbitMQSourceSpec)
+            src
+            if isinstance(src, RabbitMQSourceSpec)
             and src.drain_node_name is not None
+            and self.connections.control is not None
+            else None
         )
-        before: dict[str, PodLoad] | None = None  # drain: the workers give the proof
-        if not drain:
-            old = self._loads(live, previous, record=False) if previous else []
-            before = {p.name: p for p in old}
-        plan = plan_scale_down(decision.desired, decision.current, loads, before, fresh.ready)
-        if drain and isinstance(src, RabbitMQSourceSpec) and plan.replicas < decision.current:
-            plan = await self._drain(src, plan, live, decision.current)
-        self._plan_costs = plan.costs
-        if plan.replicas >= decision.current:
-            # Nothing proven idle: no scale-down, and no cooldown started by one that did not
-            # happen; the window's recommendations are kept, so it is tried again next poll.
-            kept = self.runtime.memory
-            memory = replace(
-                decision.memory,
-                last_scale_down=kept.last_scale_down,
-                idle_pod_seconds=kept.idle_pod_seconds,
-            )
-            return replace(
-                decision, desired=decision.current, reason=Reason.NOT_PROVEN_IDLE, memory=memory
-            )
-        if plan.replicas > decision.desired:
-            return replace(decision, desired=plan.replicas, reason=Reason.NOT_PROVEN_IDLE)
-        return decision
+        plan = recheck(decision, pods, fresh, before, drain=drain is not None)
+        if drain is not None and plan.replicas < decision.current:
+            plan = await self._drain(drain, plan, pods, decision.current)
+        return limit_to_plan(decision, plan, memory), _costs_to_write(plan.costs, live)
 
     async def _drain(
-        self, src: RabbitMQSourceSpec, plan: ScaleDownPlan, live: list[JsonObject], current: int
+        self, src: RabbitMQSourceSpec, plan: ScaleDownPlan, pods: list[WorkerPod], current: int
     ) -> ScaleDownPlan:
         """Stop exactly the pods the ReplicaSet will remove, and keep only those holding nothing.
 
-        The victims are the proven-idle pods in the ReplicaSet's own order (not running first,
-        then newest). Running ones are told to stop consuming; once they confirm, the broker
-        delivers nothing more to them, so what they report holding is final. Those holding
-        anything, or not answering, consume again and stay; only the rest are marked cheap.
+        The victims come from scaling.drain_victims. Running ones are told to stop consuming;
+        once they confirm, the broker delivers nothing more to them, so what they report
+        holding is final. Those holding anything, or not answering, consume again and stay;
+        scaling.after_drain marks only the rest cheap.
         """
-        control, template = self.runtime.control, src.drain_node_name or "{pod}"
+        control = self.connections.control
         assert control is not None
-        by_name = {str((p.get("metadata") or {}).get("name")): p for p in live}
-
-        def running(name: str) -> bool:
-            return ((by_name.get(name) or {}).get("status") or {}).get("phase") == "Running"
-
-        def created(name: str) -> str:
-            return str(((by_name.get(name) or {}).get("metadata") or {}).get("creationTimestamp"))
-
-        count = len(plan.costs) - plan.replicas
-        newest_first = sorted(plan.removable, key=lambda n: (created(n), n), reverse=True)
-        victims = sorted(newest_first, key=running)[: max(count, 0)]  # stable: not running first
-        workers = {node_name(template, pod): pod for pod in victims if running(pod)}
+        template = src.drain_node_name or "{pod}"
+        victims = drain_victims(plan, pods)
+        workers = {node_name(template, v.name): v.name for v in victims if v.running}
         idle: set[str] = set()
         try:
             stopped = await control.cancel(src.queue, list(workers))
             held = await control.held(sorted(stopped))
-            idle = {w for w in stopped if held.get(w) == 0}
+            idle = {workers[w] for w in stopped if w in workers and held.get(w) == 0}
         except Exception as exc:  # the control channel failing must never remove a pod
             log.warning("%s/%s: drain failed: %r", self.namespace, self.name, exc)
-        back = [w for w in workers if w not in idle]
+        back = [worker for worker, pod in workers.items() if pod not in idle]
         if back:
             try:
                 await control.resume(src.queue, back)
             except Exception as exc:
                 log.warning("%s/%s: could not resume %s: %r", self.namespace, self.name, back, exc)
-        gone = {v for v in victims if not running(v)} | {workers[w] for w in idle}
-        self.runtime.drained = {workers[w] for w in idle}
-        costs = {
-            name: IDLE_DELETION_COST if name in gone else max(cost, BUSY_DELETION_COST_PER_TASK)
-            for name, cost in plan.costs.items()
-        }
-        replicas = min(current, max(plan.replicas, len(costs) - len(gone)))
-        return ScaleDownPlan(replicas, costs, frozenset(gone))
+        self.connections.drained = frozenset(idle)
+        return after_drain(plan, victims, idle, current)
 
     async def _resume_leftovers(self, spec: AutoscalerSpec, deployment: JsonObject) -> None:
         """Pods drained for a scale-down that did not remove them consume again."""
-        runtime = self.runtime
-        src = spec.source
-        if not runtime.drained:
+        connections, src = self.connections, spec.source
+        if not connections.drained:
             return
-        drained, runtime.drained = runtime.drained, set()
-        if runtime.control is None or not isinstance(src, RabbitMQSourceSpec):
+        drained, connections.drained = connections.drained, frozenset()
+        if connections.control is None or not isinstance(src, RabbitMQSourceSpec):
             return
-        alive = {
-            str((p.get("metadata") or {}).get("name")) for p in await self._live_pods(deployment)
-        }
-        leftovers = sorted(drained & alive)
+        leftovers = drained_leftovers(drained, worker_pods(await self._live_pods(deployment)))
         if leftovers:
             template = src.drain_node_name or "{pod}"
             try:
-                await runtime.control.resume(src.queue, [node_name(template, p) for p in leftovers])
+                workers = [node_name(template, pod) for pod in leftovers]
+                await connections.control.resume(src.queue, workers)
             except Exception as exc:
-                runtime.drained = set(leftovers)  # try again next time
+                connections.drained = frozenset(leftovers)  # try again next time
                 log.warning(
                     "%s/%s: could not resume %s: %r", self.namespace, self.name, leftovers, exc
                 )
-
-    async def _observe(
-        self, spec: AutoscalerSpec, deployment: JsonObject, current: int, now: float
-    ) -> tuple[QueueSample, list[PodLoad]]:
-        source = await self._source(spec)
-        reading = await source.read()
-        runtime = self.runtime
-        runtime.failures = 0
-        # The recheck compares with the newest reading at least PROOF_SPAN_SECONDS old.
-        cutoff = now - PROOF_SPAN_SECONDS
-        old = [(at, r) for at, r in runtime.readings if at <= cutoff]
-        self._reading_before = old[-1][1] if old else None
-        recent = [(at, r) for at, r in runtime.readings if at > cutoff]
-        runtime.readings = [*old[-1:], *recent, (now, reading)]  # what later proofs may need
-        arrival = drain = mean_in_flight = None
-        if reading.published is not None and reading.acked is not None:
-            counters = CounterReading(now, reading.published, reading.acked, reading.unacked)
-            rates = estimate_rates(runtime.counters, counters, RATE_WINDOW_SECONDS)
-            runtime.counters = rates.history
-            arrival, drain, mean_in_flight = rates.arrival, rates.drain, rates.mean_in_flight
-        metrics.QUEUE_MESSAGES.labels(self.namespace, self.name, "ready").set(reading.ready)
-        metrics.QUEUE_MESSAGES.labels(self.namespace, self.name, "unacked").set(reading.unacked)
-        sample = QueueSample(
-            ready=reading.ready,
-            unacked=reading.unacked,
-            consumers=reading.consumers,
-            arrival_rate=arrival,
-            drain_rate=drain,
-            mean_in_flight=mean_in_flight,
-        )
-        # Pods matter only when the count may go down: who is busy, and who may go.
-        pods: list[PodLoad] = []
-        if recommend(spec.policy, sample, current)[0] < current:
-            pods = await self._pod_loads(deployment, reading)
-            busy: int | None = sum(1 for p in pods if p.in_flight is None or p.in_flight > 0)
-            if any(p.in_flight is None for p in pods):
-                busy = None
-            sample = replace(sample, busy_pods=busy)
-        return sample, pods
 
     async def _live_pods(self, deployment: JsonObject) -> list[JsonObject]:
         selector = ((deployment.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
         pods = await self.kube.list_pods(self.namespace, selector)
         return [p for p in pods if not (p.get("metadata") or {}).get("deletionTimestamp")]
 
-    async def _pod_loads(self, deployment: JsonObject, reading: SourceReading) -> list[PodLoad]:
-        return self._loads(await self._live_pods(deployment), reading)
-
-    def _loads(
-        self, live: list[JsonObject], reading: SourceReading, *, record: bool = True
-    ) -> list[PodLoad]:
-        """Per-pod load from one reading (record: remember the pods' current cost annotations)."""
-        by_host = reading.in_flight_by_host
-        delivered = reading.deliveries_by_host
-        ips = {(p.get("status") or {}).get("podIP") for p in live}
-        # In-flight work on hosts that are none of our pods (NAT, a sidecar proxy, workers
-        # outside the cluster), or more unacked messages in the queue than its channels account
-        # for (queue and channel statistics refresh separately), make the per-pod picture
-        # unreliable: then every pod counts as possibly busy.
-        unknown = (
-            by_host is None
-            or sum(by_host.values()) < reading.unacked
-            or any(n > 0 and h not in ips for h, n in by_host.items())
-        )
-        loads = []
-        if record:
-            self._costs_now = {}
-        for pod in live:
-            meta, status = pod.get("metadata") or {}, pod.get("status") or {}
-            annotations = meta.get("annotations") or {}
-            if record:
-                self._costs_now[str(meta.get("name"))] = annotations.get(DELETION_COST_ANNOTATION)
-            ip = status.get("podIP")
-            ready = status.get("phase") == "Running"
-            deliveries: int | None = None
-            if not ip:
-                in_flight: int | None = 0  # never started: cannot hold a task
-                ready = False
-            elif by_host is None and reading.unacked == 0:
-                # No per-pod data (Redis), but nothing at all is in flight: every pod is idle,
-                # and with no per-pod counter the count stands in as "no delivery seen".
-                in_flight, deliveries = 0, 0
-            elif unknown or by_host is None:
-                in_flight = None
-            else:
-                in_flight = by_host.get(ip, 0)
-                if ip in by_host and delivered is not None:
-                    # Only a pod with a consumer channel has a counter; one that is not (yet)
-                    # consuming has none, and cannot be proven idle by comparing readings.
-                    deliveries = delivered.get(ip, 0)
-            loads.append(PodLoad(str(meta.get("name")), in_flight, ready, deliveries))
-        return loads
-
-    async def _apply(self, spec: AutoscalerSpec, decision: Decision, sample: QueueSample) -> None:
-        if decision.direction is Direction.NONE:
-            return
-        if decision.direction is Direction.DOWN:
-            await self._mark_deletion_costs(self._plan_costs)
-        await self.kube.scale_deployment(self.namespace, spec.target, decision.desired)
-        detail = (
-            f"ready={sample.ready} unacked={sample.unacked}"
-            f" recommendation={decision.recommendation}"
-        )
-        self._scaled(decision.current, decision.desired, decision.reason, detail)
-
     async def _mark_deletion_costs(self, costs: dict[str, int]) -> None:
         """Proven-idle pods cheap, all others expensive: the ReplicaSet removes only idle ones."""
         for pod_name, cost in costs.items():
-            if self._costs_now.get(pod_name) == str(cost):
-                continue  # already marked: every pod update is API server load
             try:
                 await self.kube.annotate_pod(
                     self.namespace, pod_name, {DELETION_COST_ANNOTATION: str(cost)}
@@ -591,11 +596,22 @@ class Reconciler:
             except NotFoundError:
                 continue  # gone since the listing: nothing left to protect or to remove
 
-    def _scaled(self, old: int, new: int, reason: Reason, detail: str) -> None:
-        self.runtime.last_scale_time = _now_iso()
-        verb = "ScaledUp" if new > old else "ScaledDown"
-        self.emit("Normal", verb, f"{old} -> {new} ({reason.value}): {detail}")
+
+def _not_ready(
+    state: AutoscalerState,
+    generation: int | None,
+    interval: float,
+    reason: str,
+    message: str,
+    **fields: Any,
+) -> Reconciled:
+    state, changed = state.with_condition("Ready", False, reason, message)
+    events = (Event("Warning", reason, message),) if changed else ()
+    return Reconciled(_status(state, generation, reason=reason, **fields), interval, state, events)
 
 
-def _round(value: float | None) -> float | None:
-    return None if value is None else round(value, 3)
+def _source_name(spec: AutoscalerSpec) -> str:
+    src = spec.source
+    if isinstance(src, RabbitMQSourceSpec):
+        return f"rabbitmq queue {src.queue!r} vhost {src.vhost!r}"
+    return f"redis list {src.list_key!r}"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
@@ -299,6 +299,30 @@ def decide_on_error(policy: FallbackPolicy, max_replicas: int, current: int, fai
     return max(current, min(policy.replicas, max_replicas))
 
 
+# ---- from readings of the broker to the decision's input ----------------------------------
+
+RATE_WINDOW_SECONDS = 30.0  # rates over 30 s smooth the broker's 5 s statistics ticks
+# The idleness proof compares with a reading at least this old. Two statistics intervals: a
+# RabbitMQ channel emits its statistics every 5 s and the management agent collects them every
+# 5 s, so a delivery shows in a reading at most ~10 s later; it cannot hide in both readings.
+PROOF_SPAN_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class SourceReading:
+    """One reading of the queue, as a source (sources.py) returns it."""
+
+    ready: int
+    unacked: int
+    consumers: int
+    published: int | None = None  # cumulative counters, for rates; None: not available
+    acked: int | None = None
+    # In-flight (unacked) messages per consumer host (pod IP); None: not available per pod.
+    in_flight_by_host: dict[str, int] | None = None
+    # Cumulative deliveries to the consumer channels per host; None: not available per pod.
+    deliveries_by_host: dict[str, int] | None = None
+
+
 @dataclass(frozen=True)
 class CounterReading:
     """Cumulative queue counters at one time (published, acknowledged) and the unacked count."""
@@ -338,6 +362,60 @@ def estimate_rates(
 
 
 @dataclass(frozen=True)
+class QueueHistory:
+    """Past readings an autoscaler keeps: counters for the rates, readings for idleness proofs."""
+
+    counters: tuple[CounterReading, ...] = ()
+    # (time, reading): the newest one at least PROOF_SPAN_SECONDS old, and all younger ones.
+    readings: tuple[tuple[float, SourceReading], ...] = ()
+
+
+@dataclass(frozen=True)
+class Observation:
+    """A reading turned into the decision's input."""
+
+    sample: QueueSample  # busy_pods not filled in: that needs the pods (pod_loads, busy_pods)
+    before: SourceReading | None  # the newest earlier reading at least PROOF_SPAN_SECONDS old
+    history: QueueHistory  # to pass to the next call
+
+
+def observe(history: QueueHistory, reading: SourceReading, now: float) -> Observation:
+    """The sample for decide(), the reading a scale-down's proof compares with, the new history."""
+    cutoff = now - PROOF_SPAN_SECONDS
+    old = [(at, r) for at, r in history.readings if at <= cutoff]
+    recent = [(at, r) for at, r in history.readings if at > cutoff]
+    readings = (*old[-1:], *recent, (now, reading))  # what later proofs may need
+    counters, arrival, drain, mean_in_flight = history.counters, None, None, None
+    if reading.published is not None and reading.acked is not None:
+        counter = CounterReading(now, reading.published, reading.acked, reading.unacked)
+        rates = estimate_rates(history.counters, counter, RATE_WINDOW_SECONDS)
+        counters, arrival, drain = rates.history, rates.arrival, rates.drain
+        mean_in_flight = rates.mean_in_flight
+    sample = QueueSample(
+        ready=reading.ready,
+        unacked=reading.unacked,
+        consumers=reading.consumers,
+        arrival_rate=arrival,
+        drain_rate=drain,
+        mean_in_flight=mean_in_flight,
+    )
+    return Observation(sample, old[-1][1] if old else None, QueueHistory(counters, readings))
+
+
+# ---- which pod holds what -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WorkerPod:
+    """A live (not terminating) pod of the worker Deployment, as the Kubernetes API lists it."""
+
+    name: str
+    ip: str | None  # status.podIP; None until the pod has a network
+    running: bool  # status.phase == Running
+    created_at: float  # creation time in seconds; math.inf when unknown (counts as newest)
+
+
+@dataclass(frozen=True)
 class PodLoad:
     """A worker pod and the tasks it holds (None: unknown)."""
 
@@ -348,26 +426,54 @@ class PodLoad:
     deliveries: int | None = None
 
 
-IDLE_DELETION_COST = -100
-# The idleness proof compares with a reading at least this old. Two statistics intervals: a
-# RabbitMQ channel emits its statistics every 5 s and the management agent collects them every
-# 5 s, so a delivery shows in a reading at most ~10 s later; it cannot hide in both readings.
-PROOF_SPAN_SECONDS = 10.0
-BUSY_DELETION_COST_PER_TASK = 100
-
-
-def deletion_costs(pods: list[PodLoad]) -> dict[str, int]:
-    """controller.kubernetes.io/pod-deletion-cost per pod: idle pods cheap, busy ones expensive."""
-    costs: dict[str, int] = {}
+def pod_loads(pods: Sequence[WorkerPod], reading: SourceReading) -> list[PodLoad]:
+    """What each pod holds according to one reading (matched by pod IP to the consumer hosts)."""
+    by_host = reading.in_flight_by_host
+    delivered = reading.deliveries_by_host
+    ips = {pod.ip for pod in pods}
+    # In-flight work on hosts that are none of our pods (NAT, a sidecar proxy, workers outside
+    # the cluster, a terminating pod), or more unacked messages in the queue than its consumer
+    # channels account for (queue and channel statistics refresh separately; a worker in warm
+    # shutdown has cancelled its consumer but still holds its tasks), make the per-pod picture
+    # unreliable: then every pod counts as possibly busy.
+    unknown = (
+        by_host is None
+        or sum(by_host.values()) < reading.unacked
+        or any(n > 0 and h not in ips for h, n in by_host.items())
+    )
+    loads = []
     for pod in pods:
-        if pod.in_flight is None:
-            # Unknown means possibly busy: protect it like a pod with one task.
-            costs[pod.name] = BUSY_DELETION_COST_PER_TASK
-        elif pod.in_flight == 0:
-            costs[pod.name] = IDLE_DELETION_COST
+        ready, deliveries = pod.running, None
+        in_flight: int | None
+        if not pod.ip:
+            in_flight, ready = 0, False  # never started: cannot hold a task
+        elif by_host is None and reading.unacked == 0:
+            # No per-pod data (Redis), but nothing at all is in flight: every pod is idle,
+            # and with no per-pod counter the count stands in as "no delivery seen".
+            in_flight, deliveries = 0, 0
+        elif unknown or by_host is None:
+            in_flight = None
         else:
-            costs[pod.name] = BUSY_DELETION_COST_PER_TASK * pod.in_flight
-    return costs
+            in_flight = by_host.get(pod.ip, 0)
+            if pod.ip in by_host and delivered is not None:
+                # Only a pod with a consumer channel has a counter; one that is not (yet)
+                # consuming has none, and cannot be proven idle by comparing readings.
+                deliveries = delivered.get(pod.ip, 0)
+        loads.append(PodLoad(pod.name, in_flight, ready, deliveries))
+    return loads
+
+
+def busy_pods(loads: Sequence[PodLoad]) -> int | None:
+    """Pods that may hold a task (QueueSample.busy_pods); None when any pod's load is unknown."""
+    if any(load.in_flight is None for load in loads):
+        return None
+    return sum(1 for load in loads if load.in_flight)
+
+
+# ---- the scale-down: re-read, prove idle, drain -------------------------------------------
+
+IDLE_DELETION_COST = -100
+BUSY_DELETION_COST_PER_TASK = 100
 
 
 @dataclass(frozen=True)
@@ -435,3 +541,79 @@ def plan_scale_down(
     floor = len(pods) - len(removable)  # the ReplicaSet removes len(pods) - replicas pods
     replicas = min(current, max(desired, floor))
     return ScaleDownPlan(replicas, costs, removable)
+
+
+def recheck(
+    decision: Decision,
+    pods: Sequence[WorkerPod],
+    fresh: SourceReading,
+    before: SourceReading | None,
+    *,
+    drain: bool,
+) -> ScaleDownPlan:
+    """The scale-down a re-read made right before patching allows (plan_scale_down).
+
+    `fresh` is that re-read, `before` the Observation's reading at least PROOF_SPAN_SECONDS
+    older (None: there is none yet, so no running pod can be proven idle by the statistics).
+    With `drain` the workers themselves give the proof afterwards (drain_victims, after_drain).
+    """
+    previous: dict[str, PodLoad] | None = None
+    if not drain:
+        old = pod_loads(pods, before) if before is not None else []
+        previous = {load.name: load for load in old}
+    loads = pod_loads(pods, fresh)
+    return plan_scale_down(decision.desired, decision.current, loads, previous, fresh.ready)
+
+
+def drain_victims(plan: ScaleDownPlan, pods: Sequence[WorkerPod]) -> list[WorkerPod]:
+    """The removable pods the ReplicaSet will remove, in its own order: not running, then newest.
+
+    Exactly these are drained: the running ones among them are told to stop consuming and asked
+    what they hold; a pod the ReplicaSet will keep is never stopped.
+    """
+    count = len(plan.costs) - plan.replicas
+    candidates = [pod for pod in pods if pod.name in plan.removable]
+    newest_first = sorted(candidates, key=lambda p: (p.created_at, p.name), reverse=True)
+    return sorted(newest_first, key=lambda p: p.running)[: max(count, 0)]  # stable sort
+
+
+def after_drain(
+    plan: ScaleDownPlan, victims: Sequence[WorkerPod], idle: Collection[str], current: int
+) -> ScaleDownPlan:
+    """The plan once the drained workers answered: only victims that never started, or whose
+    worker confirmed it stopped consuming and holds nothing (`idle`, pod names), may go."""
+    gone = {v.name for v in victims if not v.running or v.name in idle}
+    costs = {
+        name: IDLE_DELETION_COST if name in gone else max(cost, BUSY_DELETION_COST_PER_TASK)
+        for name, cost in plan.costs.items()
+    }
+    replicas = min(current, max(plan.replicas, len(costs) - len(gone)))
+    return ScaleDownPlan(replicas, costs, frozenset(gone))
+
+
+def limit_to_plan(decision: Decision, plan: ScaleDownPlan, before: ScalerMemory) -> Decision:
+    """A scale-down decision lowered only as far as the plan allows.
+
+    Nothing proven idle: no scale-down, and no cooldown started by one that did not happen (the
+    cooldown's clock and its idle pod-seconds stay as they were in `before`, the memory the
+    decision started from); the window's recommendations are kept, so the next poll tries again.
+    """
+    if plan.replicas >= decision.current:
+        memory = replace(
+            decision.memory,
+            last_scale_down=before.last_scale_down,
+            idle_pod_seconds=before.idle_pod_seconds,
+        )
+        return replace(
+            decision, desired=decision.current, reason=Reason.NOT_PROVEN_IDLE, memory=memory
+        )
+    if plan.replicas > decision.desired:
+        return replace(decision, desired=plan.replicas, reason=Reason.NOT_PROVEN_IDLE)
+    return decision
+
+
+def drained_leftovers(drained: Collection[str], pods: Sequence[WorkerPod]) -> list[str]:
+    """Pods drained for a scale-down that are still there (the ReplicaSet chose otherwise): they
+    must consume again."""
+    alive = {pod.name for pod in pods}
+    return sorted(name for name in drained if name in alive)

@@ -6,31 +6,17 @@ import asyncio
 import base64
 import contextlib
 from collections import defaultdict
-from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import aiohttp
 import redis.asyncio as aioredis
 
+from imgconv_operator.scaling import SourceReading
+
 
 class SourceError(Exception):
     """The queue could not be read; the autoscaler falls back instead of guessing."""
-
-
-@dataclass(frozen=True)
-class SourceReading:
-    """One reading of the queue."""
-
-    ready: int
-    unacked: int
-    consumers: int
-    published: int | None = None  # cumulative counters, for rates; None: not available
-    acked: int | None = None
-    # In-flight (unacked) messages per consumer host (pod IP); None: not available per pod.
-    in_flight_by_host: dict[str, int] | None = None
-    # Cumulative deliveries to the consumer channels per host; None: not available per pod.
-    deliveries_by_host: dict[str, int] | None = None
 
 
 class QueueSource(Protocol):

@@ -45,6 +45,7 @@ def worker_context() -> WorkerContext:
             redis=redis.Redis.from_url(
                 settings.redis_url, socket_timeout=2, socket_connect_timeout=2
             ),
+            interruptions=(SoftTimeLimitExceeded,),
         )
     )
 

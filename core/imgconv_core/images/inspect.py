@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import struct
-import zlib
 from dataclasses import dataclass
 from io import BytesIO
 from typing import TYPE_CHECKING
 
-import pillow_heif
 from PIL import ExifTags, Image
 
 from imgconv_core.errors import (
@@ -19,6 +16,7 @@ from imgconv_core.errors import (
     TooManyFrames,
     UnsupportedSourceFormat,
 )
+from imgconv_core.images.decoding import DECODE_ERRORS
 from imgconv_core.images.formats import MIME_TYPES, PILLOW_FORMATS, SOURCE_FORMATS
 from imgconv_core.images.gifscan import GifGeometry, scan_gif
 from imgconv_core.images.sniff import sniff_format, sniff_unsupported
@@ -26,33 +24,11 @@ from imgconv_core.images.sniff import sniff_format, sniff_unsupported
 if TYPE_CHECKING:
     from imgconv_core.settings import Settings
 
-# Done once at import: HEIC support, and Pillow's decompression-bomb guard switched off
-# because our own limits (frames x pixels, checked from the header before any decoding)
-# are stricter and raise proper domain errors instead of warnings or a 500.
-pillow_heif.register_heif_opener()
-Image.MAX_IMAGE_PIXELS = None
-
-# What Pillow and its plugins raise on malformed data; never let these escape as a 500.
-PILLOW_ERRORS: tuple[type[Exception], ...] = (
-    OSError,
-    SyntaxError,
-    ValueError,
-    EOFError,
-    IndexError,
-    KeyError,
-    TypeError,
-    struct.error,
-    zlib.error,
-    MemoryError,
-    RuntimeError,
-    ArithmeticError,
-)
-
 _SUPPORTED_LIST = "JPEG, PNG, WebP, GIF, BMP, TIFF, AVIF or HEIC"
 _SNIFF_BYTES = 1024
 
 # Orientations 5-8 rotate by 90 degrees, so the displayed width and height swap.
-_SWAPS_AXES = frozenset({5, 6, 7, 8})
+SWAPS_AXES = frozenset({5, 6, 7, 8})
 
 
 @dataclass(frozen=True)
@@ -100,7 +76,7 @@ def exif_orientation(im: Image.Image) -> int:
         return 1
     try:
         value = im.getexif().get(ExifTags.Base.Orientation, 1)
-    except PILLOW_ERRORS:
+    except DECODE_ERRORS:
         return 1
     return value if isinstance(value, int) and 1 <= value <= 8 else 1
 
@@ -140,7 +116,7 @@ def open_image(data: bytes, limits: ImageLimits) -> tuple[Image.Image, ImageInfo
         im = Image.open(BytesIO(data), formats=[PILLOW_FORMATS[fmt]])
     except Image.DecompressionBombError as exc:  # only if someone re-enabled Pillow's guard
         raise ImageTooLarge(f"The image is too large: {exc}") from None
-    except PILLOW_ERRORS:
+    except DECODE_ERRORS:
         raise ImageDecodeError(
             f"The file looks like a {fmt.upper()} image but is truncated or corrupt: "
             "its header cannot be read."
@@ -205,13 +181,13 @@ def _check(im: Image.Image, fmt: str, gif: GifGeometry | None, limits: ImageLimi
                 details={"frames": frames, "max_frames": limits.max_frames},
             )
         total = _tiff_pixels(im, frames, limits) if fmt == "tiff" else frames * pixels
-    except PILLOW_ERRORS:
+    except DECODE_ERRORS:
         raise ImageDecodeError(
             f"The {fmt.upper()} image is truncated or corrupt: its frames cannot be read."
         ) from None
     if total > limits.max_pixels:
         raise _too_large(total, f"{frames} frames", limits)
-    if exif_orientation(im) in _SWAPS_AXES:
+    if exif_orientation(im) in SWAPS_AXES:
         width, height = height, width
     return ImageInfo(
         format=fmt, width=width, height=height, frames=frames, mime_type=MIME_TYPES[fmt]

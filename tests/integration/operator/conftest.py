@@ -24,11 +24,11 @@ import pytest
 import pytest_asyncio
 from kopf.testing import KopfRunner
 
+from tests.support.helm import write_operator_rbac
 from tests.unit.operator.rbac import ApiCall, denied, load_rules, parse_call
 
 NAMESPACE = "imgconv"
 ROOT = Path(__file__).resolve().parents[3]
-RBAC_FILES = [ROOT / "k8s/operator/operator-rbac.yaml"]
 MANAGEMENT_URL = os.environ.get("IMGCONV_TEST_RABBITMQ_MANAGEMENT", "http://127.0.0.1:15672")
 AMQP_HOST = os.environ.get("IMGCONV_TEST_RABBITMQ_AMQP", "127.0.0.1:5672")
 SECRET = "imgconv-broker-credentials"
@@ -404,9 +404,15 @@ def metrics_port() -> int:
 OperatorRun = Callable[[], Awaitable[KopfRunner]]
 
 
+@pytest.fixture(scope="session")
+def rbac_files(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """The chart's operator Role (the one source of the operator's RBAC), rendered."""
+    return [write_operator_rbac(tmp_path_factory.mktemp("rbac"), secret_name=SECRET)]
+
+
 @pytest_asyncio.fixture
 async def operator(
-    cluster: Cluster, metrics_port: int, monkeypatch: pytest.MonkeyPatch
+    cluster: Cluster, metrics_port: int, monkeypatch: pytest.MonkeyPatch, rbac_files: list[Path]
 ) -> AsyncIterator[dict[str, Any]]:
     """Start the operator under kopf; on exit check its output and that RBAC allowed every call."""
     monkeypatch.setenv("IMGCONV_OPERATOR_METRICS_PORT", str(metrics_port))
@@ -446,7 +452,7 @@ async def operator(
         aio.handlers[:] = saved[3]
     assert runner.exception is None
     assert "Traceback" not in runner.output, runner.output[-4000:]
-    rules = load_rules(RBAC_FILES, "imgconv-operator", NAMESPACE)
+    rules = load_rules(rbac_files, "imgconv-operator", NAMESPACE)
     calls = [parse_call(m, p, q) for m, p, q in cluster.calls()]
     operator_calls: list[ApiCall] = [c for c in calls if c is not None and not _made_by_test(c)]
     assert operator_calls, "the operator made no API calls at all"

@@ -97,7 +97,10 @@ async def test_a_real_celery_worker_holds_one_task_per_slot_visible_on_its_host(
                 reading = await source.read()
             except SourceError:
                 reading = None  # the worker has not declared the queue yet
-            if reading and (reading.ready, reading.unacked) == (2, 1) and reading.in_flight_by_host:
+            # The queue's message counts, its consumer count and the channels' statistics
+            # refresh separately: wait until one reading has caught up with all of them.
+            counts = (reading.ready, reading.unacked, reading.consumers) if reading else None
+            if counts == (2, 1, 1) and reading and reading.in_flight_by_host:
                 break
             await asyncio.sleep(0.25)
     finally:

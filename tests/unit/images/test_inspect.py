@@ -17,8 +17,7 @@ from imgconv_core.errors import (
 from imgconv_core.images.convert import ConversionOptions, convert_image
 from imgconv_core.images.formats import PILLOW_FORMATS, ImageFormat
 from imgconv_core.images.inspect import ImageLimits, inspect_image
-
-from .factories import (
+from tests.support.images import (
     LIMITS,
     animation,
     encode,

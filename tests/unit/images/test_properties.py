@@ -13,8 +13,7 @@ from imgconv_core.errors import ImgconvError
 from imgconv_core.images.convert import ConversionOptions, convert_image, fit_within
 from imgconv_core.images.formats import ImageFormat
 from imgconv_core.images.inspect import inspect_image
-
-from .factories import LIMITS, encode, quadrants
+from tests.support.images import LIMITS, encode, quadrants
 
 # Mode -> containers that store that mode natively.
 CONTAINERS: dict[str, list[str]] = {
@@ -26,6 +25,10 @@ CONTAINERS: dict[str, list[str]] = {
     "RGBA": ["PNG", "TIFF", "WEBP", "AVIF"],
     "CMYK": ["JPEG", "TIFF"],
     "I;16": ["PNG", "TIFF"],
+    "I;16B": ["TIFF"],
+    "PA": ["TIFF"],
+    "YCbCr": ["TIFF"],
+    "LAB": ["TIFF"],
     "I": ["TIFF"],
     "F": ["TIFF"],
 }
@@ -45,8 +48,8 @@ def source_images(draw: st.DrawFn) -> tuple[bytes, tuple[int, int], str, str]:
         im = noise.convert("1")
     elif mode in ("I", "F"):
         im = noise.convert(mode).point(lambda v: v * 97)
-    elif mode == "I;16":
-        im = noise.convert("I").point(lambda v: v * 257).convert("I;16")
+    elif mode in ("I;16", "I;16B"):
+        im = noise.convert("I").point(lambda v: v * 257).convert(mode)
     elif mode == "P":
         im = quadrants(*size).convert("P", palette=Image.Palette.ADAPTIVE)
         if draw(st.booleans()):

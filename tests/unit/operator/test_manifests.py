@@ -1,9 +1,10 @@
-"""The manifests in k8s/: valid Kubernetes objects, the example valid against our CRD."""
+"""The operator's CRDs (charts/imgconv/crds/, the only copy in the repository): valid
+Kubernetes objects, and a schema that refuses typos and out-of-range values. How the chart
+deploys the operator is tested in tests/chart/test_operator.py."""
 
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -11,50 +12,48 @@ import kubernetes_validate
 import pytest
 import yaml
 
-K8S = Path(__file__).resolve().parents[3] / "k8s"
-CUSTOM_KINDS = {"WorkerAutoscaler", "KopfPeering"}
+from tests.chart.crds import CRD_DIR, to_json_schema
 
 
-def documents() -> list[tuple[str, dict[str, Any]]]:
-    """Every YAML document under k8s/ with its file name."""
-    docs = []
-    for path in sorted(K8S.rglob("*.yaml")):
-        for doc in yaml.safe_load_all(path.read_text()):
-            if doc:
-                docs.append((str(path.relative_to(K8S)), doc))
+def crd_documents() -> list[dict[str, Any]]:
+    """Every CustomResourceDefinition in the chart's crds/."""
+    docs: list[dict[str, Any]] = []
+    for path in sorted(CRD_DIR.glob("*.yaml")):
+        docs.extend(d for d in yaml.safe_load_all(path.read_text()) if d)
     return docs
 
 
 def crd(name: str) -> dict[str, Any]:
-    """A CustomResourceDefinition from k8s/crds by metadata.name."""
-    return next(
-        d
-        for _, d in documents()
-        if d["kind"] == "CustomResourceDefinition" and d["metadata"]["name"] == name
-    )
+    """A CustomResourceDefinition by metadata.name."""
+    return next(d for d in crd_documents() if d["metadata"]["name"] == name)
 
 
-def to_json_schema(schema: Any) -> Any:
-    """openAPIV3Schema -> JSON Schema: nullable becomes a null type, x-kubernetes-* dropped."""
-    if isinstance(schema, list):
-        return [to_json_schema(s) for s in schema]
-    if not isinstance(schema, dict):
-        return schema
-    out = {k: to_json_schema(v) for k, v in schema.items() if not k.startswith("x-kubernetes-")}
-    if out.pop("nullable", False) and "type" in out:
-        out["type"] = [out["type"], "null"]
-    if schema.get("type") == "object" and "properties" in schema:
-        out.setdefault("additionalProperties", False)  # structural schemas prune unknown fields
-    return out
+EXAMPLE: dict[str, Any] = {
+    "spec": {
+        "targetRef": {"name": "imgconv-worker"},
+        "source": {
+            "rabbitmq": {
+                "managementUrl": "http://rabbitmq:15672",
+                "amqpUrl": "amqp://rabbitmq:5672",
+                "drain": {"celeryNodeName": "imgconv@{pod}"},
+                "credentialsSecret": {"name": "imgconv-rabbitmq"},
+            }
+        },
+        "concurrencyPerReplica": 2,
+        "targetUtilization": 0.8,
+        "minReplicas": 1,
+        "maxReplicas": 20,
+        "idleReplicas": 0,
+        "scaleDown": {"stabilizationWindowSeconds": 60, "cooldownSeconds": 60},
+        "fallback": {"failureThreshold": 3},
+    }
+}
 
 
-@pytest.mark.parametrize(
-    ("where", "doc"),
-    [(w, d) for w, d in documents() if d["kind"] not in CUSTOM_KINDS],
-    ids=lambda v: v if isinstance(v, str) else v["kind"],
-)
-def test_builtin_objects_are_valid_for_kubernetes_1_30(where: str, doc: dict[str, Any]) -> None:
-    kubernetes_validate.validate(doc, "1.30.0", strict=True)
+@pytest.mark.parametrize("version", ["1.30.0", "1.37.0"])
+@pytest.mark.parametrize("name", ["workerautoscalers.imgconv.io", "kopfpeerings.kopf.dev"])
+def test_crds_are_valid_kubernetes_objects(name: str, version: str) -> None:
+    kubernetes_validate.validate(crd(name), version, strict=True)
 
 
 def workerautoscaler_schema() -> dict[str, Any]:
@@ -62,18 +61,14 @@ def workerautoscaler_schema() -> dict[str, Any]:
     return to_json_schema(version["schema"]["openAPIV3Schema"])  # type: ignore[no-any-return]
 
 
-def test_example_workerautoscaler_matches_the_crd_schema() -> None:
-    example = next(d for _, d in documents() if d["kind"] == "WorkerAutoscaler")
-    body = {k: v for k, v in example.items() if k not in {"apiVersion", "kind", "metadata"}}
-    jsonschema.validate(body, workerautoscaler_schema())
+def test_an_example_workerautoscaler_matches_the_schema() -> None:
+    jsonschema.validate(EXAMPLE, workerautoscaler_schema())
 
 
 def test_the_schema_rejects_a_typo_and_a_bad_value() -> None:
-    example = next(d for _, d in documents() if d["kind"] == "WorkerAutoscaler")
-    body = {k: v for k, v in example.items() if k not in {"apiVersion", "kind", "metadata"}}
-    typo = copy.deepcopy(body)
+    typo = copy.deepcopy(EXAMPLE)
     typo["spec"]["maxReplica"] = 3
-    bad = copy.deepcopy(body)
+    bad = copy.deepcopy(EXAMPLE)
     bad["spec"]["targetUtilization"] = 1.5
     for wrong in (typo, bad):
         with pytest.raises(jsonschema.ValidationError):
@@ -87,16 +82,3 @@ def test_printer_columns_and_status_subresource() -> None:
         assert wanted in columns
     assert version["subresources"] == {"status": {}}
     assert crd("workerautoscalers.imgconv.io")["spec"]["group"] == "imgconv.io"
-
-
-def test_operator_deployment_is_single_guarded_and_runs_the_handlers_module() -> None:
-    dep = next(d for w, d in documents() if d["kind"] == "Deployment" and "operator" in w)
-    pod = dep["spec"]["template"]["spec"]
-    container = pod["containers"][0]
-    assert dep["spec"]["replicas"] == 1
-    assert dep["spec"]["strategy"]["type"] == "Recreate"
-    assert pod["serviceAccountName"] == "imgconv-operator"
-    assert container["command"][:4] == ["kopf", "run", "-m", "imgconv_operator.handlers"]
-    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
-    assert pod["securityContext"]["runAsNonRoot"] is True
-    assert container["securityContext"]["allowPrivilegeEscalation"] is False

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
+from tests.support.helm import write_operator_rbac
 from tests.unit.operator.rbac import ApiCall, Rule, denied, load_rules, parse_call
 
-RBAC = Path(__file__).resolve().parents[3] / "k8s/operator/operator-rbac.yaml"
 NS = "imgconv"
 
 
 @pytest.fixture(scope="module")
-def rules() -> list[Rule]:
-    return load_rules([RBAC], "imgconv-operator", NS)
+def rules(tmp_path_factory: pytest.TempPathFactory) -> list[Rule]:
+    """The chart's operator Role (the one source of the operator's RBAC), rendered."""
+    rbac = write_operator_rbac(
+        tmp_path_factory.mktemp("rbac"), secret_name="imgconv-broker-credentials"
+    )
+    return load_rules([rbac], "imgconv-operator", NS)
 
 
 @pytest.mark.parametrize(

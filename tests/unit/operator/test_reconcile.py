@@ -9,8 +9,9 @@ import pytest
 
 from imgconv_operator.handlers import rivals
 from imgconv_operator.kube import NotFoundError
-from imgconv_operator.reconcile import AutoscalerRuntime, Reconciler
-from imgconv_operator.sources import SourceError, SourceReading
+from imgconv_operator.reconcile import AutoscalerState, Connections, Reconciler
+from imgconv_operator.scaling import SourceReading
+from imgconv_operator.sources import SourceError
 
 NS = "imgconv"
 COST = "controller.kubernetes.io/pod-deletion-cost"
@@ -93,15 +94,18 @@ class Harness:
     def __init__(self, kube: FakeKube, reading: SourceReading, spec: dict[str, Any] = SPEC) -> None:
         self.kube, self.spec = kube, spec
         self.source = FakeSource(reading)
-        self.runtime = AutoscalerRuntime(make_source=lambda *_: self.source)
+        self.connections = Connections(make_source=lambda *_: self.source)
+        self.state = AutoscalerState()
         self.events: list[tuple[str, str, str]] = []
         self.status: dict[str, Any] = {}
 
     async def tick(
         self, now: float, annotations: Mapping[str, str] | None = None
     ) -> dict[str, Any]:
-        rec = Reconciler(self.kube, NS, "wa", self.runtime, lambda *e: self.events.append(e))
-        self.status, _ = await rec.run(self.spec, annotations or {}, 1, now)
+        rec = Reconciler(self.kube, NS, "wa", self.connections)
+        result = await rec.run(self.state, self.spec, annotations or {}, 1, now)
+        self.state, self.status = result.state, result.status
+        self.events.extend(result.events)
         return self.status
 
     def condition(self, kind: str) -> dict[str, Any]:
@@ -207,10 +211,10 @@ async def test_hpa_on_the_same_deployment_stops_the_autoscaler() -> None:
 async def test_a_younger_rival_on_the_same_deployment_does_not_act() -> None:
     kube = FakeKube(1)
     h = Harness(kube, SourceReading(50, 0, 0))
-    rec = Reconciler(kube, NS, "wa", h.runtime, lambda *e: h.events.append(e))
-    status, _ = await rec.run(SPEC, {}, 1, 0.0, rivals=["older"])
+    rec = Reconciler(kube, NS, "wa", h.connections)
+    result = await rec.run(h.state, SPEC, {}, 1, 0.0, rivals=["older"])
     assert kube.replicas == 1
-    conditions = {c["type"]: c for c in status["conditions"]}
+    conditions = {c["type"]: c for c in result.status["conditions"]}
     assert conditions["Ready"]["reason"] == "TargetConflict"
     assert "older" in conditions["Ready"]["message"]
 
@@ -369,7 +373,7 @@ async def test_drain_stops_the_victims_and_keeps_one_that_took_a_task_after_the_
     # itself knows), and w-2 does not answer.
     control = FakeControl({"celery@w-3": 1}, silent={"celery@w-2"})
     h = Harness(kube, idle, spec=DRAIN_SPEC)
-    h.runtime.make_control = lambda *_: control
+    h.connections.make_control = lambda *_: control
     for now in (0.0, 5.0, 10.0):
         await h.tick(now)
     # Down to 0 wanted: all four are victims, w-3 (holding) and w-2 (silent) stay and consume.
@@ -406,7 +410,7 @@ async def test_a_failing_control_channel_removes_no_running_pod() -> None:
 
     control = Broken({})
     h = Harness(kube, idle, spec=DRAIN_SPEC)
-    h.runtime.make_control = lambda *_: control
+    h.connections.make_control = lambda *_: control
     for now in (0.0, 5.0, 10.0):
         await h.tick(now)
     assert kube.replicas == 2
@@ -440,7 +444,7 @@ async def test_with_drain_the_workers_answer_not_the_statistics_history() -> Non
     kube = FakeKube(2, ips=ips)
     control = FakeControl({})
     h = Harness(kube, SourceReading(0, 0, 2), spec=DRAIN_SPEC)
-    h.runtime.make_control = lambda *_: control
+    h.connections.make_control = lambda *_: control
     for now in (0.0, 5.0, 10.0):
         deliveries = int(now)  # a task taken and finished between every two polls
         h.source.reading = SourceReading(

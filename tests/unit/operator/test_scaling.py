@@ -3,25 +3,39 @@
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from imgconv_operator.scaling import (
+    IDLE_DELETION_COST,
     CounterReading,
+    Decision,
     Direction,
     FallbackPolicy,
     PodLoad,
+    QueueHistory,
     QueueSample,
     Reason,
+    ScaleDownPlan,
     ScalerMemory,
     ScalingPolicy,
+    SourceReading,
     StepPolicy,
+    WorkerPod,
+    after_drain,
+    busy_pods,
     decide,
     decide_on_error,
-    deletion_costs,
+    drain_victims,
+    drained_leftovers,
     estimate_rates,
+    limit_to_plan,
+    observe,
     plan_scale_down,
+    pod_loads,
+    recheck,
     recommend,
 )
 
@@ -230,11 +244,6 @@ def test_rates_from_cumulative_counters() -> None:
     assert len(third.history) == 1
 
 
-def test_deletion_costs_make_idle_pods_go_first() -> None:
-    costs = deletion_costs([PodLoad("a", 0), PodLoad("b", 2), PodLoad("c", None)])
-    assert costs["a"] < costs["c"] < costs["b"]
-
-
 # ---- properties -------------------------------------------------------------------------
 
 policies = st.builds(
@@ -434,3 +443,158 @@ def test_the_replicaset_can_only_pick_proven_idle_pods(
             prev = previous[name]
             assert prev.in_flight == 0
             assert pod.deliveries == prev.deliveries
+
+
+# ---- observing, per-pod load, the drain's choice, the settled scale-down ----------------
+
+
+def test_observe_keeps_the_newest_reading_a_whole_proof_span_old_and_the_rates() -> None:
+    history = QueueHistory()
+    seen = []
+    for now in range(0, 16):  # polling every second
+        reading = SourceReading(0, 1, 1, published=10 * now, acked=10 * now)
+        observation = observe(history, reading, float(now))
+        history = observation.history
+        seen.append(observation)
+    assert seen[9].before is None  # nothing 10 s old yet
+    assert seen[10].before == SourceReading(0, 1, 1, published=0, acked=0)
+    assert seen[15].before == SourceReading(0, 1, 1, published=50, acked=50)
+    kept = [at for at, _ in seen[15].history.readings]
+    assert kept == [5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0, 12.0, 13.0, 14.0, 15.0]
+    assert seen[15].sample.arrival_rate == 10.0
+    assert seen[15].sample.drain_rate == 10.0
+    assert seen[15].sample.busy_pods is None
+
+
+def pods(*specs: tuple[str, str | None, bool]) -> list[WorkerPod]:
+    return [WorkerPod(name, ip, running, float(i)) for i, (name, ip, running) in enumerate(specs)]
+
+
+def test_pod_loads_match_consumer_hosts_to_pod_ips() -> None:
+    live = pods(("a", "10.0.0.1", True), ("b", "10.0.0.2", True), ("c", None, False))
+    reading = SourceReading(
+        0,
+        2,
+        2,
+        in_flight_by_host={"10.0.0.1": 2},
+        deliveries_by_host={"10.0.0.1": 7},
+    )
+    assert pod_loads(live, reading) == [
+        PodLoad("a", 2, True, 7),
+        PodLoad("b", 0, True, None),  # no consumer channel: no counter, not provable
+        PodLoad("c", 0, False, None),  # never started
+    ]
+    assert busy_pods(pod_loads(live, reading)) == 1
+
+
+def test_pod_loads_are_unknown_when_the_channels_do_not_add_up() -> None:
+    live = pods(("a", "10.0.0.1", True), ("b", "10.0.0.2", True), ("c", None, False))
+    for reading in (
+        # A host that is none of our pods holds a task (NAT, a sidecar, a terminating pod).
+        SourceReading(0, 1, 2, in_flight_by_host={"192.168.0.9": 1, "10.0.0.1": 0}),
+        # The queue counts more unacked than its consumer channels (a worker in warm shutdown
+        # has cancelled its consumer but still holds its task).
+        SourceReading(0, 3, 2, in_flight_by_host={"10.0.0.1": 1, "10.0.0.2": 1}),
+        # No per-pod information at all (the Redis source) while something is in flight.
+        SourceReading(0, 1, 0),
+    ):
+        loads = pod_loads(live, reading)
+        assert [load.in_flight for load in loads] == [None, None, 0]
+        assert busy_pods(loads) is None
+    # Redis with nothing in flight: every pod is idle.
+    idle = pod_loads(live, SourceReading(0, 0, 0))
+    assert [(load.in_flight, load.deliveries) for load in idle] == [(0, 0), (0, 0), (0, None)]
+    assert busy_pods(idle) == 0
+
+
+def test_recheck_without_an_old_enough_reading_proves_no_running_pod_idle() -> None:
+    live = pods(("a", "10.0.0.1", True), ("b", None, False))
+    fresh = SourceReading(0, 0, 1, in_flight_by_host={"10.0.0.1": 0}, deliveries_by_host={})
+    decision = decide(
+        POLICY, QueueSample(0, 0, arrival_rate=0.0, busy_pods=0), 2, ScalerMemory(), 0
+    )
+    assert decision.desired == 0
+    assert recheck(decision, live, fresh, None, drain=False).removable == {"b"}
+    assert recheck(decision, live, fresh, fresh, drain=False).removable == {"a", "b"}
+    # With drain the workers are asked, so idle in the fresh reading is enough to be asked.
+    assert recheck(decision, live, fresh, None, drain=True).removable == {"a", "b"}
+
+
+def test_drain_victims_are_the_replicasets_choice_among_the_removable() -> None:
+    live = [
+        WorkerPod("old", "10.0.0.1", True, 1.0),
+        WorkerPod("new", "10.0.0.2", True, 3.0),
+        WorkerPod("starting", "10.0.0.3", False, 0.5),
+        WorkerPod("busy", "10.0.0.4", True, 9.0),  # newest, but not removable
+    ]
+    costs = {"old": -100, "new": -100, "starting": -100, "busy": 100}
+    plan = ScaleDownPlan(2, costs, frozenset({"old", "new", "starting"}))
+    assert [v.name for v in drain_victims(plan, live)] == ["starting", "new"]
+    assert drain_victims(replace(plan, replicas=4), live) == []
+
+
+def test_after_drain_keeps_every_running_victim_that_did_not_confirm_idle() -> None:
+    victims = [
+        WorkerPod("starting", "10.0.0.3", False, 0.5),
+        WorkerPod("new", "10.0.0.2", True, 3.0),
+        WorkerPod("silent", "10.0.0.5", True, 2.0),
+    ]
+    costs = {"old": -100, "new": -100, "starting": -100, "silent": -100, "busy": 300}
+    plan = ScaleDownPlan(2, costs, frozenset({"old", "new", "starting", "silent"}))
+    drained = after_drain(plan, victims, {"new"}, current=5)
+    assert drained.removable == {"starting", "new"}
+    assert drained.replicas == 3  # "silent" stays
+    assert drained.costs == {"old": 100, "new": -100, "starting": -100, "silent": 100, "busy": 300}
+
+
+def test_a_scale_down_the_reread_does_not_allow_keeps_the_cooldowns_savings() -> None:
+    before = ScalerMemory(last_scale_down=10.0, idle_pod_seconds=40.0)
+    decided = Decision(2, 5, 2, Reason.THROUGHPUT, True, replace(before, last_scale_down=99.0))
+    decided = replace(decided, memory=replace(decided.memory, idle_pod_seconds=0.0))
+    nothing = ScaleDownPlan(5, {}, frozenset())
+    held = limit_to_plan(decided, nothing, before)
+    assert (held.desired, held.reason) == (5, Reason.NOT_PROVEN_IDLE)
+    assert (held.memory.last_scale_down, held.memory.idle_pod_seconds) == (10.0, 40.0)
+    partly = limit_to_plan(decided, ScaleDownPlan(4, {}, frozenset({"a"})), before)
+    assert (partly.desired, partly.reason, partly.memory) == (
+        4,
+        Reason.NOT_PROVEN_IDLE,
+        decided.memory,
+    )
+    assert limit_to_plan(decided, ScaleDownPlan(2, {}, frozenset()), before) == decided
+
+
+def test_drained_leftovers_are_the_drained_pods_still_listed() -> None:
+    live = pods(("a", "10.0.0.1", True), ("c", "10.0.0.3", True))
+    assert drained_leftovers({"c", "b", "a"}, live) == ["a", "c"]
+    assert drained_leftovers(set(), live) == []
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(loads, min_size=1, max_size=12, unique_by=lambda p: p.name),
+    st.integers(0, 12),
+    st.sets(st.sampled_from(pod_names)),
+    st.lists(st.floats(0, 100), min_size=12, max_size=12),
+)
+def test_whatever_the_workers_answer_the_replicaset_removes_only_drained_or_unstarted_pods(
+    fresh: list[PodLoad], desired: int, answered_idle: set[str], created: list[float]
+) -> None:
+    current = len(fresh)
+    live = [
+        WorkerPod(p.name, f"10.0.0.{i}" if p.ready else None, p.ready, created[i])
+        for i, p in enumerate(fresh)
+    ]
+    plan = plan_scale_down(desired, current, fresh, None, 0)
+    if plan.replicas >= current:
+        return
+    victims = drain_victims(plan, live)
+    drained = after_drain(plan, victims, answered_idle, current)
+    assert drained.replicas <= current
+    # The ReplicaSet: not running first, then lowest cost, then newest.
+    ranked = sorted(live, key=lambda p: (p.running, drained.costs[p.name], -p.created_at))
+    removed = ranked[: max(len(live) - drained.replicas, 0)]
+    for pod in removed:
+        assert not pod.running or (pod.name in answered_idle and pod in victims)
+        if pod.running:
+            assert drained.costs[pod.name] == IDLE_DELETION_COST
