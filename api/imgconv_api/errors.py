@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from imgconv_api import metrics
 from imgconv_core.errors import ImgconvError, RateLimited, StorageUnavailable
 
 log = logging.getLogger(__name__)
@@ -49,33 +50,37 @@ def error_response(
     return JSONResponse(body, status_code=status, headers=dict(headers) if headers else None)
 
 
-async def _domain_error(_: Request, exc: Exception) -> JSONResponse:
+async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ImgconvError)
     headers = None
     if isinstance(exc, RateLimited | StorageUnavailable):
         headers = {"Retry-After": str(exc.retry_after)}
     if exc.status_hint == 401:
         headers = {"WWW-Authenticate": "Bearer"}
+    metrics.count_error(request, exc.code)
     return error_response(exc.status_hint, exc.code, exc.message, exc.details, headers)
 
 
-async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     details = [
         {"field": ".".join(str(p) for p in err["loc"][1:]) or None, "message": err["msg"]}
         for err in exc.errors()
     ]
+    metrics.count_error(request, "invalid_request")
     return error_response(422, "invalid_request", "The request is not valid.", details)
 
 
-async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = _HTTP_CODES.get(exc.status_code, "http_error")
+    metrics.count_error(request, code)
     return error_response(exc.status_code, code, str(exc.detail), None, exc.headers)
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    metrics.count_error(request, "internal_error")
     return error_response(500, "internal_error", "Something went wrong on our side.")
 
 

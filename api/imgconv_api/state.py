@@ -14,9 +14,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import Session, sessionmaker
 
 from imgconv_api.job_events import JobEventHub
+from imgconv_api.metrics import Backlog, PollMetrics
 from imgconv_api.outbox_relay import OutboxRelay
 from imgconv_api.publisher import CeleryPublisher
 from imgconv_api.rate_limits import RateLimits
+from imgconv_api.tracing import instrument_state, with_stored_traces
 from imgconv_core import status_cache
 from imgconv_core.db.job_store import StoredJob, cache_entry
 from imgconv_core.db.session import make_async_engine, make_engine, make_session_factory
@@ -42,6 +44,8 @@ class AppState:
     events: JobEventHub
     secret: bytes
     outbox: OutboxRelay
+    poll_metrics: PollMetrics
+    backlog: Backlog
     sweeper: Sweeper | None = None
     sweeper_thread: threading.Thread | None = None
     stats_cache: dict[str, object] = field(default_factory=dict)
@@ -62,6 +66,8 @@ class AppState:
         # Pub/sub blocks waiting for messages: no read timeout on that connection.
         events_redis = aioredis.Redis.from_url(url, socket_connect_timeout=1.0)
         publisher = CeleryPublisher(settings)
+        # With tracing on, each publish continues the trace of the job's upload.
+        publish = with_stored_traces(publisher.publish, reads)
         state = cls(
             settings=settings,
             engine=engine,
@@ -75,15 +81,22 @@ class AppState:
             rate_limits=RateLimits(settings),
             events=JobEventHub(events_redis),
             secret=settings.secret_key.get_secret_value().encode(),
-            outbox=OutboxRelay(sessions, publisher.publish),
+            outbox=OutboxRelay(sessions, publish),
+            poll_metrics=PollMetrics(
+                async_redis,
+                enabled=settings.poll_metrics,
+                remember_seconds=settings.status_cache_ttl_seconds,
+            ),
+            backlog=Backlog(reads, publisher, settings.broker_management_url, settings.broker_url),
         )
+        instrument_state(state)
         if run_sweeper:
             state.sweeper = Sweeper(
                 settings,
                 sessions,
                 stores,
                 sync_redis,
-                publisher.publish,
+                publish,
                 queue_depth=lambda: publisher.queue_depth()[0],
             )
             state.sweeper_thread = threading.Thread(

@@ -92,6 +92,10 @@ class Settings(BaseSettings):
     token_rate_per_ip: str = "30/minute"
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
+    # observability
+    broker_management_url: str | None = None
+    poll_metrics: bool = True
+
     # API
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
 

@@ -35,6 +35,8 @@ from imgconv_core.job_ids import job_id_belongs, new_job_id
 from imgconv_core.jobs import JobStatus, JobView
 from imgconv_core.storage import DOWNLOAD_CHUNK_BYTES, BlobReader, blob_key
 from imgconv_core.storage.s3 import S3BlobStore
+from imgconv_core.telemetry.metrics import observe_terminal
+from imgconv_core.telemetry.tracing import current_traceparent
 from imgconv_core.uploads import parse_conversion_request, prepare_jobs, upload_fingerprint
 
 router = APIRouter(tags=["jobs"])
@@ -124,6 +126,7 @@ async def create_jobs(
     image_limits = ImageLimits(max_pixels=settings.max_pixels, max_frames=settings.max_frames)
 
     fingerprint = upload_fingerprint(conversion, form.files) if idempotency_key else ""
+    traceparent = current_traceparent()
 
     def earlier_upload() -> list[StoredJob] | None:
         if not idempotency_key:
@@ -143,7 +146,9 @@ async def create_jobs(
         idem = (idempotency_key, fingerprint) if idempotency_key else None
         try:
             with transaction(state.sessions) as tx:
-                jobs = job_store.insert_jobs(tx, state.stores.current, client_id, new_jobs, idem)
+                jobs = job_store.insert_jobs(
+                    tx, state.stores.current, client_id, new_jobs, idem, traceparent
+                )
         except IntegrityError as exc:
             constraint = getattr(getattr(exc.orig, "diag", None), "constraint_name", None)
             # The same key raced us: answer as the retry it is.
@@ -157,13 +162,9 @@ async def create_jobs(
         state.outbox.add([job.id for job in jobs])
         return jobs, [state.cache_job(job) for job in jobs], True
 
-    try:
-        jobs, bodies, created = await run_in_threadpool(accept)
-    except Exception as exc:
-        metrics.count_rejection(exc)
-        raise
+    jobs, bodies, created = await run_in_threadpool(accept)
     if created:
-        metrics.JOBS_CREATED.inc(len(jobs))
+        metrics.count_accepted(jobs)
     # The jobs' JSON is already encoded (it is what the cache holds): no second serialization.
     return Response(
         b'{"jobs":[' + b",".join(bodies) + b"]}",
@@ -194,6 +195,7 @@ async def get_job(
         wait,
         request.headers.get("if-none-match"),
     )
+    state.poll_metrics.answered(answer.outcome)
     return Response(
         answer.body,
         status_code=answer.status,
@@ -332,6 +334,7 @@ async def delete_job(job_id: str, state: StateDep, client_id: ClientId) -> Respo
         if deleted:
             state.forget_job(uid)
         else:
+            observe_terminal(job, by_worker=False)
             state.cache_job(job)
 
     await run_in_threadpool(remove)

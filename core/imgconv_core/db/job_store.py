@@ -131,17 +131,19 @@ def insert_jobs(
     client_id: uuid.UUID,
     new_jobs: Sequence[NewJob],
     idempotency: tuple[str, str] | None = None,
+    traceparent: str | None = None,
 ) -> list[StoredJob]:
     """Store the jobs and their source images, all or nothing. A transactional store writes in
     the caller's transaction; any other gets the objects first, before any row exists, so a
-    committed job always has its image (a crash in between leaves objects the sweep removes)."""
+    committed job always has its image (a crash in between leaves objects the sweep removes).
+    `traceparent` is the upload's trace context (None when tracing is off)."""
     if not store.transactional:
         # No statement has run yet: the session holds no connection while the objects upload.
         _put_sources(tx, store, new_jobs)
         if _EXIT_AFTER_OBJECT_PUT:
             os._exit(70)
     try:
-        rows = _insert_rows(tx, store, client_id, new_jobs, idempotency)
+        rows = _insert_rows(tx, store, client_id, new_jobs, idempotency, traceparent)
     except IntegrityError:
         if not store.transactional:  # e.g. an Idempotency-Key race: nothing refers to them
             _forget_sources(tx, store, new_jobs)
@@ -170,6 +172,7 @@ def _insert_rows(
     client_id: uuid.UUID,
     new_jobs: Sequence[NewJob],
     idempotency: tuple[str, str] | None,
+    traceparent: str | None,
 ) -> list[StoredJob]:
     conn = tx.connection()
     if idempotency is not None:
@@ -201,6 +204,7 @@ def _insert_rows(
                 "source_height": new.height,
                 "attempts": 0,
                 "storage": store.backend.value,
+                "traceparent": traceparent,
             }
             for new in new_jobs
         ],
@@ -218,6 +222,14 @@ def find_idempotent_upload(
     rows = tx.execute(select(*STORED_COLUMNS).where(Job.id.in_(row.job_ids))).all()
     by_id = {job.id: cast(StoredJob, job) for job in rows}
     return row.fingerprint, [by_id[i] for i in row.job_ids if i in by_id]
+
+
+def traceparents(tx: Session, job_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, str]:
+    """The stored trace contexts of these jobs (those that have one)."""
+    rows = tx.execute(
+        select(Job.id, Job.traceparent).where(Job.id.in_(job_ids), Job.traceparent.is_not(None))
+    ).all()
+    return {job_id: str(traceparent) for job_id, traceparent in rows}
 
 
 def get_job(tx: Session, job_id: uuid.UUID) -> Job | None:
