@@ -38,7 +38,7 @@ lint: $(STAMP) ## ruff + mypy --strict + hadolint
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/hadolint Dockerfile frontend/Dockerfile
-	$(BIN)/mypy core api worker operator cli migrations tests bench scripts
+	$(BIN)/mypy core api worker operator cli migrations tests bench scripts observability
 
 test-python: $(STAMP) helm ## pytest: unit + integration against the real Postgres/Redis/RabbitMQ
 	$(BIN)/pytest -p no:cacheprovider

@@ -232,6 +232,118 @@ def _cached_poll_rows(processes: str, ours: LoadResult, bare: LoadResult) -> lis
     ]
 
 
+def bench_poll_counting(stack: Stack, client: ApiClient, job_id: str) -> list[Row]:
+    """Cached polls with the fast path's metrics (poll outcomes, reads by source, latency) on,
+    against IMGCONV_POLL_METRICS=false: API processes alike but for the switch, measured back to
+    back in alternating order, three rounds per pair, two fresh pairs started in opposite order
+    (which process starts first sways its speed more than the counting does). The median of the
+    six rounds' ratios is the counting's cost (noise hits a round, not the median)."""
+    auth = {"Authorization": f"Bearer {client.token}"}
+    path = f"/api/v1/jobs/{job_id}"
+    rounds: list[tuple[LoadResult, LoadResult]] = []
+    cpu_per_poll: dict[bool, list[float]] = {True: [], False: []}
+    counted_polls = uncounted_polls = 0.0
+    for counting_first in (True, False):
+        started: dict[bool, tuple[Process, str]] = {}
+        for counts in (counting_first, not counting_first):
+            started[counts] = start_api(stack, IMGCONV_POLL_METRICS=str(counts).lower())
+        (counting_proc, counting), (quiet_proc, quiet) = started[True], started[False]
+        try:
+            for url in (counting, quiet):
+                wrk(url + path, connections=50, seconds=3, headers=auth)  # warm-up
+            pids = {counting: counting_proc.proc.pid, quiet: quiet_proc.proc.pid}
+            for round_ in range(3):
+                order = (counting, quiet) if round_ % 2 == 0 else (quiet, counting)
+                runs = {}
+                for url in order:
+                    cpu_before = _cpu_seconds(pids[url])
+                    runs[url] = wrk(url + path, connections=50, seconds=5, headers=auth)
+                    # CPU the API process spent per poll: what the counting adds, whatever
+                    # the other processes on the machine take from it meanwhile.
+                    cpu_per_poll[url is counting].append(
+                        (_cpu_seconds(pids[url]) - cpu_before) / (runs[url].requests_per_s * 5)
+                    )
+                rounds.append((runs[counting], runs[quiet]))
+            counted_polls += _polls_counted(counting)
+            uncounted_polls += _polls_counted(quiet)
+        finally:
+            counting_proc.stop()
+            quiet_proc.stop()
+    for on_run, off_run in rounds:
+        assert on_run.non_2xx_3xx == 0, on_run
+        assert off_run.non_2xx_3xx == 0, off_run
+    assert counted_polls > 0, "the counting API counted no polls"
+    assert uncounted_polls == 0, "IMGCONV_POLL_METRICS=false still counted polls"
+    ratios = sorted(on_run.requests_per_s / off_run.requests_per_s for on_run, off_run in rounds)
+    on = statistics.median(r[0].requests_per_s for r in rounds)
+    off = statistics.median(r[1].requests_per_s for r in rounds)
+    per_poll_on, per_poll_off = _metric_work_per_poll(True), _metric_work_per_poll(False)
+    cpu_on, cpu_off = (statistics.median(cpu_per_poll[k]) * 1e6 for k in (True, False))
+    return [
+        row(
+            "  API process CPU per cached poll, poll metrics on (median of 6 runs)",
+            f"{cpu_on:.0f} us",
+            f"metrics off: {cpu_off:.0f} us (runs on "
+            f"{', '.join(f'{v * 1e6:.0f}' for v in sorted(cpu_per_poll[True]))}; off "
+            f"{', '.join(f'{v * 1e6:.0f}' for v in sorted(cpu_per_poll[False]))})",
+            cpu_off / cpu_on,
+            ">= 0.95 (off / on: the counting's CPU share)",
+        ),
+        row(
+            "  metric work of one poll, in process (read, outcome, duration)",
+            f"{per_poll_on:.2f} us",
+            f"off: {per_poll_off:.2f} us; a whole poll, one process at {on:,.0f}/s: "
+            f"{1e6 / on:.0f} us",
+            None,
+            "(what the counting costs)",
+        ),
+        row(
+            "cached status poll, 50 conns, poll metrics on (median of 6 rounds)",
+            f"{on:,.0f} req/s (round ratios {', '.join(f'{r:.2f}' for r in ratios)})",
+            f"metrics off (IMGCONV_POLL_METRICS=false): {off:,.0f} req/s",
+            statistics.median(ratios),
+            ">= 0.95 of off (not measurably slower)",
+        ),
+    ]
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _metric_work_per_poll(enabled: bool) -> float:
+    """Microseconds of the fast path's metric calls for one cached 200 poll."""
+    from imgconv_api import metrics as api_metrics
+    from imgconv_api.polling import POLL_ROUTE
+
+    polls = api_metrics.PollMetrics(None, enabled=enabled)
+    seconds = api_metrics.REQUEST_SECONDS.labels("GET", POLL_ROUTE, "200")
+
+    def one_poll() -> None:
+        start = time.perf_counter()
+        polls.read(from_cache=True)
+        polls.answered("changed")
+        if polls.enabled:
+            seconds.observe(time.perf_counter() - start)
+
+    count = 200_000
+    started = time.perf_counter()
+    for _ in range(count):
+        one_poll()
+    return (time.perf_counter() - started) / count * 1e6
+
+
+def _polls_counted(api: str) -> float:
+    text = httpx.get(f"{api}/metrics", timeout=10).text
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("imgconv_api_polls_total{")
+    )
+
+
 def seed_jobs(stack: Stack, client_id: uuid.UUID, total: int) -> None:
     """Insert `total` jobs, half of them this client's, with SQL."""
     other = uuid.uuid4()
@@ -516,6 +628,7 @@ def main() -> None:
                 sections: list[tuple[str, Callable[[], list[Row]]]] = [
                     ("polls", lambda: bench_polls(stack, api, client, job_id)),
                     ("polls-per-core", lambda: bench_polls_per_core(stack, client, job_id)),
+                    ("poll-counting", lambda: bench_poll_counting(stack, client, job_id)),
                     ("uploads", lambda: bench_uploads(stack, api, client)),
                     ("conversions", lambda: bench_conversions(stack, api)),
                     ("longpoll", lambda: bench_long_poll_latency(stack, api)),

@@ -40,6 +40,9 @@ DEFAULT_REDIS_PORT = 16379
 DEFAULT_S3_PORT = 18333
 DEFAULT_API_PORT = 8000
 DEFAULT_FRONTEND_PORT = 3000
+DEFAULT_PROMETHEUS_PORT = 9090
+DEFAULT_WORKER_METRICS_PORT = 9101
+PROMETHEUS_BINARY = "prometheus"  # Debian's package: apt-get install prometheus
 # Linux hands out ephemeral (outgoing) ports from 32768 up; staying below avoids random clashes.
 PORT_CEILING = 32768
 PORT_SEARCH_SPAN = 50
@@ -1085,6 +1088,67 @@ def start_api(sup: Supervisor, cfg: LocalConfig, env: Mapping[str, str]) -> str:
     return url
 
 
+def worker_metrics_env(
+    cfg: LocalConfig, base_env: Mapping[str, str], env: Mapping[str, str]
+) -> dict[str, str]:
+    """The worker's environment with its Prometheus endpoint on (all pool processes counted)."""
+    port = resolve_port(base_env, "IMGCONV_LOCAL_WORKER_METRICS_PORT", DEFAULT_WORKER_METRICS_PORT)
+    return {
+        **env,
+        "IMGCONV_WORKER_METRICS_PORT": str(port),
+        "PROMETHEUS_MULTIPROC_DIR": str(cfg.data_dir / "worker-metrics"),
+    }
+
+
+def prometheus_config(targets: Mapping[str, str], rule_files: Sequence[Path]) -> str:
+    """A Prometheus configuration (YAML is a superset of JSON) scraping each `job: host:port`
+    target's /metrics every 5 s, with imgconv's alert rules."""
+    return json.dumps(
+        {
+            "global": {"scrape_interval": "5s", "evaluation_interval": "5s"},
+            "rule_files": [str(path) for path in rule_files],
+            "scrape_configs": [
+                {"job_name": job, "static_configs": [{"targets": [address]}]}
+                for job, address in targets.items()
+            ],
+        },
+        indent=2,
+    )
+
+
+def start_prometheus(
+    sup: Supervisor, cfg: LocalConfig, base_env: Mapping[str, str], targets: Mapping[str, str]
+) -> str | None:
+    """Start a Prometheus (when installed, unless IMGCONV_LOCAL_PROMETHEUS=0) scraping the local
+    processes, with the alert rules loaded; returns its URL, or None."""
+    binary = shutil.which(PROMETHEUS_BINARY)
+    if binary is None or not _flag(base_env, "IMGCONV_LOCAL_PROMETHEUS", default=True):
+        return None
+    port = resolve_port(base_env, "IMGCONV_LOCAL_PROMETHEUS_PORT", DEFAULT_PROMETHEUS_PORT)
+    home = cfg.data_dir / "prometheus"
+    home.mkdir(parents=True, exist_ok=True)
+    rules = cfg.repo_root / "observability" / "alerts" / "imgconv-alerts.yaml"
+    config = home / "prometheus.yml"
+    config.write_text(prometheus_config(targets, [rules] if rules.is_file() else []))
+    sup.start(
+        ChildSpec(
+            name="prometheus",
+            argv=[
+                binary,
+                f"--config.file={config}",
+                f"--storage.tsdb.path={home / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+                "--storage.tsdb.retention.time=2d",
+                "--log.level=warn",
+            ],
+            cwd=home,
+        )
+    )
+    url = f"http://127.0.0.1:{port}"
+    sup.wait_until(lambda: http_status(url + "/-/ready") == 200, cfg.ready_timeout, "Prometheus")
+    return url
+
+
 # --------------------------------------------------------------------------------------------
 # Frontend
 
@@ -1180,6 +1244,7 @@ class Started:
 
     api_url: str = ""
     frontend_url: str | None = None
+    prometheus_url: str | None = None
     notes: list[str] = field(default_factory=list)
 
 
@@ -1214,7 +1279,18 @@ def start_everything(sup: Supervisor, cfg: LocalConfig, base_env: Mapping[str, s
         env.update(start_seaweedfs(sup, cfg, base_env))
 
     migrate(sup, cfg, env)
-    start_worker(sup, cfg, env)
+    worker_env = worker_metrics_env(cfg, base_env, env)
+    # Before the processes it scrapes, so that it sees them from their first second.
+    started.prometheus_url = start_prometheus(
+        sup,
+        cfg,
+        base_env,
+        {
+            "imgconv-api": f"{cfg.probe_host}:{cfg.api_port}",
+            "imgconv-worker": f"127.0.0.1:{worker_env['IMGCONV_WORKER_METRICS_PORT']}",
+        },
+    )
+    start_worker(sup, cfg, worker_env)
     started.api_url = start_api(sup, cfg, env)
 
     npm = shutil.which("npm")
@@ -1232,6 +1308,8 @@ def banner(started: Started, cfg: LocalConfig) -> list[str]:
     if started.frontend_url:
         lines.append(f"  open   {started.frontend_url}")
     lines.append(f"  API    {started.api_url}   (docs: {started.api_url}/docs)")
+    if started.prometheus_url:
+        lines.append(f"  metrics {started.prometheus_url}   (Prometheus: graphs, alerts)")
     lines.append(f"  data   {cfg.data_dir}")
     lines.extend(f"  note   {note}" for note in started.notes)
     lines.extend(["Press Ctrl-C to stop.", ""])

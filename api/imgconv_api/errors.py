@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
+from imgconv_api import metrics
 from imgconv_core.errors import (
     Busy,
     ConversionFailed,
@@ -134,23 +135,26 @@ def error_response(
     return JSONResponse(body, status_code=status, headers=dict(headers) if headers else None)
 
 
-async def _domain_error(_: Request, exc: Exception) -> JSONResponse:
+async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ImgconvError)
+    metrics.count_error(request, exc.code)
     return error_response(status_of(exc), exc.code, exc.message, exc.details, headers_of(exc))
 
 
-async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     details = [
         {"field": ".".join(str(p) for p in err["loc"][1:]) or None, "message": err["msg"]}
         for err in exc.errors()
     ]
+    metrics.count_error(request, "invalid_request")
     return error_response(422, "invalid_request", "The request is not valid.", details)
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = _HTTP_CODES.get(exc.status_code, "http_error")
+    metrics.count_error(request, code)
     headers = dict(exc.headers or {})
     if exc.status_code == 405:
         # Starlette names the methods of the first route on the path; RFC 9110 wants them all.
@@ -170,6 +174,7 @@ def allowed_methods(request: Request) -> list[str]:
 
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    metrics.count_error(request, "internal_error")
     return error_response(500, "internal_error", "Something went wrong on our side.")
 
 

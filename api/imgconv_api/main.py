@@ -20,6 +20,7 @@ from imgconv_api.paths import API_PREFIX
 from imgconv_api.polling import PollFastPath
 from imgconv_api.routes import health, jobs, stats, tokens
 from imgconv_api.state import AppState
+from imgconv_api.tracing import instrument_app
 from imgconv_core.settings import Settings, get_settings
 
 
@@ -74,6 +75,7 @@ def create_app(settings: Settings | None = None, *, run_sweeper: bool = True) ->
             allow_headers=["*"],
             expose_headers=["ETag", "Location", "Retry-After"],
         )
+    instrument_app(app)  # traces, when OTEL_* asks for them
     app.add_middleware(MetricsMiddleware)
     # Polls skip every other layer (the fast path keeps its own metrics and error shape).
     app.fast_path = PollFastPath(partial(FastAPI.__call__, app), lambda: app.state.imgconv)

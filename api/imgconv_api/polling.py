@@ -37,6 +37,7 @@ class PollAnswer:
     status: int
     headers: dict[str, str]
     body: bytes
+    outcome: str = "changed"
 
 
 # Both checks are pure functions of their arguments; a poller repeats the same ones every second.
@@ -61,9 +62,12 @@ async def read_status(state: AppState, job_id: uuid.UUID) -> CachedJob | None:
     try:
         raw = await state.redis.get(status_cache.job_key(job_id))
     except (RedisError, OSError):
+        state.poll_metrics.read(from_cache=False)
         return await run_in_threadpool(_status_from_db, state, job_id, False)
     if raw is None:
+        state.poll_metrics.read(from_cache=False)
         return await run_in_threadpool(_status_from_db, state, job_id, True)
+    state.poll_metrics.read(from_cache=True)
     return status_cache.decode_entry(raw if isinstance(raw, bytes) else raw.encode())
 
 
@@ -142,16 +146,23 @@ async def answer_poll(
     entry = await read_status(state, job_id)
     if entry is None or entry.owner != owner:
         raise JobNotFound("no such job")
+    timed_out = False
     if wait > 0 and not entry.terminal and if_none_match in (None, entry.etag):
-        entry = await _wait_for_change(state, job_id, entry, wait)
+        baseline = entry
+        with state.poll_metrics.long_poll() as waited:
+            entry = waited(await _wait_for_change(state, job_id, entry, wait), baseline)
         if entry is None or entry.owner != owner:
             raise JobNotFound("no such job")
+        timed_out = entry.etag == baseline.etag
     headers = {"etag": entry.etag, "cache-control": "private, no-cache"}
     if not entry.terminal:
         headers["retry-after"] = str(state.settings.poll_retry_after_seconds)
     if if_none_match == entry.etag:
-        return PollAnswer(304, headers, b"")
-    return PollAnswer(200, headers, with_links(entry.body, job_id))
+        return PollAnswer(304, headers, b"", "timeout" if timed_out else "not_modified")
+    if entry.terminal:
+        await state.poll_metrics.answered_terminal(job_id, entry)
+    body = with_links(entry.body, job_id)
+    return PollAnswer(200, headers, body, "timeout" if timed_out else "changed")
 
 
 POLL_ROUTE = f"{API_PREFIX}/jobs/{{job_id}}"
@@ -166,11 +177,10 @@ class PollFastPath:
     def __init__(self, app: ASGIApp, get_state: Callable[[], AppState]) -> None:
         self.app = app
         self.get_state = get_state
-        self.requests = {
-            status: metrics.REQUESTS.labels("GET", POLL_ROUTE, str(status))
-            for status in (200, 304, 401, 404, 500)
+        self.seconds = {
+            status: metrics.REQUEST_SECONDS.labels("GET", POLL_ROUTE, str(status))
+            for status in (200, 304, 401, 404)
         }
-        self.latency = metrics.LATENCY.labels("GET", POLL_ROUTE)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope.get("path", "")
@@ -205,10 +215,11 @@ class PollFastPath:
             answer = await answer_poll(
                 state, authorization, path[len(_PREFIX) :], wait, if_none_match
             )
-            status, body = answer.status, answer.body
+            status, body, outcome = answer.status, answer.body, answer.outcome
             headers = [(k.encode(), v.encode()) for k, v in answer.headers.items()]
         except ImgconvError as exc:
             status, body = status_of(exc), domain_error_body(exc)
+            outcome = metrics.poll_error_outcome(exc.code)
             headers = [(k.lower().encode(), v.encode()) for k, v in headers_of(exc).items()]
         if body:
             headers.append((b"content-type", b"application/json"))
@@ -216,7 +227,9 @@ class PollFastPath:
             headers.append((b"content-length", str(len(body)).encode()))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
-        self.latency.observe(time.perf_counter() - start)
-        counter = self.requests.get(status)
-        if counter is not None:
-            counter.inc()
+        state.poll_metrics.answered(outcome)
+        if state.poll_metrics.enabled:
+            seconds = self.seconds.get(status) or metrics.REQUEST_SECONDS.labels(
+                "GET", POLL_ROUTE, str(status)
+            )
+            seconds.observe(time.perf_counter() - start)

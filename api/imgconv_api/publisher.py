@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from celery import Celery
 from kombu.exceptions import KombuError, OperationalError
@@ -12,6 +12,7 @@ from kombu.exceptions import KombuError, OperationalError
 from imgconv_core.jobs import CONVERSIONS_QUEUE, CONVERT_TASK
 from imgconv_core.queue_config import celery_config, is_redis_broker
 from imgconv_core.settings import Settings
+from imgconv_core.telemetry.tracing import continued_trace
 
 log = logging.getLogger(__name__)
 
@@ -24,21 +25,28 @@ class CeleryPublisher:
         self.celery = Celery("imgconv-api", set_as_current=False)
         self.celery.conf.update(celery_config(settings))
 
-    def publish(self, job_ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:
+    def publish(
+        self,
+        job_ids: Sequence[uuid.UUID],
+        traceparents: Mapping[uuid.UUID, str] | None = None,
+    ) -> list[uuid.UUID]:
         """Publish one message per job on one producer; returns those the broker accepted
-        (confirmed, on RabbitMQ), in order. Stops at the first failure."""
+        (confirmed, on RabbitMQ), in order. Stops at the first failure. A job's stored trace
+        context (`traceparents`) becomes the parent of its publish, carried in the headers."""
         sent: list[uuid.UUID] = []
+        contexts = traceparents or {}
         try:
             with self.celery.producer_or_acquire() as producer:
                 for job_id in job_ids:
-                    self.celery.send_task(
-                        CONVERT_TASK,
-                        args=[str(job_id)],
-                        queue=CONVERSIONS_QUEUE,
-                        task_id=str(job_id),
-                        retry=False,
-                        producer=producer,
-                    )
+                    with continued_trace(contexts.get(job_id)):
+                        self.celery.send_task(
+                            CONVERT_TASK,
+                            args=[str(job_id)],
+                            queue=CONVERSIONS_QUEUE,
+                            task_id=str(job_id),
+                            retry=False,
+                            producer=producer,
+                        )
                     sent.append(job_id)
         except (OperationalError, KombuError, OSError) as exc:
             log.warning(

@@ -10,11 +10,12 @@ import redis.asyncio as aioredis
 from sqlalchemy import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from imgconv_api import metrics
 from imgconv_api.job_events import JobEventHub
+from imgconv_api.metrics import Backlog, PollMetrics
 from imgconv_api.outbox_relay import OutboxRelay
 from imgconv_api.publisher import CeleryPublisher
 from imgconv_api.rate_limits import RateLimits
+from imgconv_api.tracing import instrument_state, with_stored_traces
 from imgconv_api.uploads import UploadBudget
 from imgconv_core.db.session import make_async_engine, make_engine, make_session_factory
 from imgconv_core.services import ServiceContext
@@ -45,6 +46,8 @@ class AppState:
     rate_limits: RateLimits
     upload_budget: UploadBudget
     publisher: CeleryPublisher  # stats and readiness
+    poll_metrics: PollMetrics
+    backlog: Backlog  # the queue backlog gauges of /metrics
     background: Background
     stats_cache: dict[str, object] = field(default_factory=dict)
 
@@ -53,15 +56,18 @@ class AppState:
         """Connect pools (lazily: nothing here blocks if a service is down)."""
         engine = make_engine(settings)
         sessions = make_session_factory(engine)
+        reads = make_session_factory(engine.execution_options(isolation_level="AUTOCOMMIT"))
         stores = make_stores(settings)
         url = settings.redis_url
         sync_redis = redis.Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
         publisher = CeleryPublisher(settings)
-        outbox = OutboxRelay(sessions, publisher.publish)
+        # With tracing on, each publish continues the trace of the job's upload.
+        publish = with_stored_traces(publisher.publish, reads)
+        outbox = OutboxRelay(sessions, publish)
         services = ServiceContext(
             settings=settings,
             sessions=sessions,
-            reads=make_session_factory(engine.execution_options(isolation_level="AUTOCOMMIT")),
+            reads=reads,
             stores=stores,
             redis=sync_redis,
             secret=settings.secret_key.get_secret_value().encode(),
@@ -74,29 +80,35 @@ class AppState:
                 sessions,
                 stores,
                 sync_redis,
-                publisher.publish,
+                publish,
                 queue_depth=lambda: publisher.queue_depth()[0],
             )
             sweeper_thread = threading.Thread(
                 target=sweeper.run_forever, name="sweeper", daemon=True
             )
-        budget = UploadBudget(settings.upload_budget_bytes, settings.upload_memory_bytes)
-        metrics.UPLOAD_BYTES_HELD.set_function(lambda: budget.held)
-        metrics.UPLOAD_BYTES_IN_MEMORY.set_function(lambda: budget.in_memory)
-        return cls(
+        async_redis = aioredis.Redis.from_url(
+            url, max_connections=200, socket_timeout=1.0, socket_connect_timeout=1.0
+        )
+        state = cls(
             settings=settings,
             services=services,
-            redis=aioredis.Redis.from_url(
-                url, max_connections=200, socket_timeout=1.0, socket_connect_timeout=1.0
-            ),
+            redis=async_redis,
             async_reads=make_async_engine(settings).execution_options(isolation_level="AUTOCOMMIT"),
             # Pub/sub blocks waiting for messages: no read timeout on that connection.
             events=JobEventHub(aioredis.Redis.from_url(url, socket_connect_timeout=1.0)),
             rate_limits=RateLimits(settings),
-            upload_budget=budget,
+            upload_budget=UploadBudget(settings.upload_budget_bytes, settings.upload_memory_bytes),
             publisher=publisher,
+            poll_metrics=PollMetrics(
+                async_redis,
+                enabled=settings.poll_metrics,
+                remember_seconds=settings.status_cache_ttl_seconds,
+            ),
+            backlog=Backlog(reads, publisher, settings.broker_management_url, settings.broker_url),
             background=Background(engine, outbox, sweeper, sweeper_thread),
         )
+        instrument_state(state)
+        return state
 
     def start(self) -> None:
         """Start background work (needs a running event loop)."""

@@ -27,6 +27,7 @@ from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import parse_options_header
 from starlette.requests import ClientDisconnect, Request
 
+from imgconv_api import metrics
 from imgconv_core.errors import Busy, FileTooLarge, InvalidRequest, RequestTimeout, TooManyFiles
 from imgconv_core.settings import Settings
 
@@ -77,10 +78,17 @@ class UploadBudget:
                 retry_after=BUSY_RETRY_AFTER_SECONDS,
             )
         self.held += size
+        metrics.UPLOAD_BYTES_HELD.set(self.held)
 
     def release(self, size: int) -> None:
         """Give back bytes taken with `reserve`."""
         self.held -= size
+        metrics.UPLOAD_BYTES_HELD.set(self.held)
+
+    def count_in_memory(self, change: int) -> None:
+        """Count bytes that files keep in memory (negative: freed or moved to disk)."""
+        self.in_memory += change
+        metrics.UPLOAD_BYTES_IN_MEMORY.set(self.in_memory)
 
     def keeps_in_memory(self, file_size: int, more: int) -> bool:
         """Whether a file of `file_size` bytes may stay in memory with `more` bytes added."""
@@ -130,7 +138,7 @@ class UploadedFile:
             self._spill()
         if self._disk is None:
             self._memory += data
-            self._budget.in_memory += more
+            self._budget.count_in_memory(more)
         else:
             self._disk.write(data)
         self.size += more
@@ -138,7 +146,7 @@ class UploadedFile:
     def _spill(self) -> None:
         self._disk = tempfile.TemporaryFile()  # noqa: SIM115 (closed by close())
         self._disk.write(self._memory)
-        self._budget.in_memory -= len(self._memory)
+        self._budget.count_in_memory(-len(self._memory))
         self._memory = bytearray()
 
     def digest(self) -> bytes:
@@ -160,7 +168,8 @@ class UploadedFile:
 
     def close(self) -> None:
         """Free the memory or temporary file."""
-        self._budget.in_memory -= len(self._memory)
+        if self._memory:
+            self._budget.count_in_memory(-len(self._memory))
         self._memory = bytearray()
         if self._disk is not None:
             self._disk.close()

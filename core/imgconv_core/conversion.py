@@ -32,10 +32,13 @@ from imgconv_core.processing import (
 )
 from imgconv_core.settings import Settings
 from imgconv_core.storage import BlobStores, blob_key
+from imgconv_core.telemetry.metrics import observe_terminal
+from imgconv_core.telemetry.tracing import tracer
 
 log = logging.getLogger(__name__)
 
 TIMED_OUT = "timed_out"
+TRACER = tracer(__name__)
 INTERNAL_ERROR = "internal_error"
 
 
@@ -110,6 +113,7 @@ def run_conversion(ctx: WorkerContext, job_id: uuid.UUID) -> ConversionReport:
     assert job is not None
     publish_status(ctx, job)
     if claim.outcome is ClaimOutcome.EXHAUSTED:
+        observe_terminal(job, by_worker=False)
         return ConversionReport(Outcome.FAILED, error_code=job.error_code)
     store = ctx.stores.of(job.storage)
     # Read after the claim committed: the row lock is not held while the bytes travel.
@@ -119,11 +123,12 @@ def run_conversion(ctx: WorkerContext, job_id: uuid.UUID) -> ConversionReport:
     if source is None:  # canceled between claim and read
         return finish_failed(ctx, job_id, me, "source_missing", "the source image is gone")
     try:
-        converted = convert_image(
-            source.data,
-            options_of(job),
-            ImageLimits(max_pixels=settings.max_pixels, max_frames=settings.max_frames),
-        )
+        with TRACER.start_as_current_span("imgconv.convert_image"):
+            converted = convert_image(
+                source.data,
+                options_of(job),
+                ImageLimits(max_pixels=settings.max_pixels, max_frames=settings.max_frames),
+            )
     except ImgconvError as exc:
         return finish_failed(ctx, job_id, me, exc.code, exc.message, job)
     except ctx.interruptions:
@@ -136,10 +141,11 @@ def run_conversion(ctx: WorkerContext, job_id: uuid.UUID) -> ConversionReport:
             ctx, job_id, me, INTERNAL_ERROR, "an internal error stopped the conversion", job
         )
     result = Result(converted.data, converted.mime_type, converted.width, converted.height)
-    with transaction(ctx.sessions) as tx:
+    with TRACER.start_as_current_span("imgconv.store_result"), transaction(ctx.sessions) as tx:
         done = complete_job(tx, store, job_id, me, result)
     if done is None:
         return ConversionReport(Outcome.DROPPED)
+    observe_terminal(done, by_worker=True)
     publish_status(ctx, done)
     return ConversionReport(
         Outcome.COMPLETED, source_format=job.source_format, target_format=job.target_format
@@ -159,6 +165,7 @@ def finish_failed(
         failed = fail_job(tx, job_id, me, code, message)
     if failed is None:
         return ConversionReport(Outcome.DROPPED)
+    observe_terminal(failed, by_worker=True)
     publish_status(ctx, failed)
     return ConversionReport(
         Outcome.FAILED,

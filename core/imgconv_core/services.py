@@ -26,8 +26,10 @@ from imgconv_core.db.session import transaction
 from imgconv_core.errors import IdempotencyConflict, JobNotFound, Unauthorized, UploadGone
 from imgconv_core.images.inspect import ImageLimits
 from imgconv_core.job_ids import job_id_belongs, new_job_id
+from imgconv_core.jobs import JobStatus
 from imgconv_core.settings import Settings
 from imgconv_core.storage import BlobStores
+from imgconv_core.telemetry.metrics import observe_terminal
 from imgconv_core.uploads import Upload, parse_conversion_request, prepare_jobs, upload_fingerprint
 
 log = logging.getLogger(__name__)
@@ -56,10 +58,15 @@ class AcceptedUpload:
 
 
 def accept_upload(
-    ctx: ServiceContext, client_id: uuid.UUID, upload: Upload, idempotency_key: str | None
+    ctx: ServiceContext,
+    client_id: uuid.UUID,
+    upload: Upload,
+    idempotency_key: str | None,
+    traceparent: str | None = None,
 ) -> AcceptedUpload:
     """Validate an upload and store its jobs (all or nothing), then hand them to the outbox;
-    with an Idempotency-Key, a repeat of the same upload answers the jobs of the first."""
+    with an Idempotency-Key, a repeat of the same upload answers the jobs of the first.
+    `traceparent` is the upload's trace context, stored with its jobs (None: tracing is off)."""
     request = parse_conversion_request(upload.fields)
     idempotency = None
     if idempotency_key:
@@ -75,7 +82,9 @@ def accept_upload(
     )
     try:
         with transaction(ctx.sessions) as tx:
-            jobs = job_store.insert_jobs(tx, ctx.stores.current, client_id, new_jobs, idempotency)
+            jobs = job_store.insert_jobs(
+                tx, ctx.stores.current, client_id, new_jobs, idempotency, traceparent
+            )
     except IntegrityError as exc:
         # Jobs and idempotency keys reference their client: its row is gone (data reset).
         if isinstance(exc.orig, ForeignKeyViolation):
@@ -139,7 +148,10 @@ def cancel_job(ctx: ServiceContext, client_id: uuid.UUID, job_id: uuid.UUID) -> 
     a finished job stays as it is. Returns the job's JSON (without links)."""
     with transaction(ctx.sessions) as tx:
         job = _locked_own_job(ctx, tx, client_id, job_id)
+        was_live = not JobStatus(job.status).is_terminal
         job = job_store.cancel_job(tx, ctx.stores.of(job.storage), job)
+    if was_live:
+        observe_terminal(job, by_worker=False)
     return _cache(ctx, job)
 
 

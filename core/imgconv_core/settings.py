@@ -99,6 +99,10 @@ class Settings(BaseSettings):
     upload_budget_bytes: int = Field(default=1024 * 1024 * 1024, ge=1)
     upload_memory_bytes: int = Field(default=128 * 1024 * 1024, ge=0)
 
+    # observability
+    broker_management_url: str | None = None
+    poll_metrics: bool = True
+
     # API
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
 

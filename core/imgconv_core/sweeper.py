@@ -37,6 +37,7 @@ from imgconv_core.processing import (
 from imgconv_core.settings import Settings, StorageBackend
 from imgconv_core.storage import BlobStores
 from imgconv_core.storage.orphans import job_states, orphaned_keys
+from imgconv_core.telemetry.metrics import observe_terminal
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +98,8 @@ class Sweeper:
                 seconds=3 * settings.sweep_interval_seconds
             )
             changed = jobs_changed_since(tx, since, after=self.heal_after, limit=self.heal_batch)
+        for job in failed:
+            observe_terminal(job, by_worker=False)
         expired = self._expire()
         report.requeued, report.failed, report.expired = len(requeued), len(failed), len(expired)
         try:

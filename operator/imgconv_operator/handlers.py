@@ -204,7 +204,7 @@ async def autoscale(
                 log.exception("%s/%s: reconcile crashed, retrying", namespace, name)
             finally:
                 elapsed = time.monotonic() - started
-                metrics.RECONCILE_SECONDS.labels(namespace, name).observe(elapsed)
+                metrics.observe_reconcile(namespace, name, elapsed)
             await stopped.wait(interval)
     finally:
         STATE.running -= 1

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -16,7 +17,7 @@ import yaml
 from tests.chart.objects import container, env_of, find, name_of
 from tests.support.helm import CHART, ROOT, render
 
-SKAFFOLD_SCHEMA = ROOT.parent / "shared" / "schemas" / "skaffold-v4beta14.json"
+SKAFFOLD_SCHEMA = Path(__file__).parent / "schemas" / "skaffold-v4beta14.json"
 SKAFFOLD: dict[str, Any] = yaml.safe_load((ROOT / "skaffold.yaml").read_text())
 RELEASE = SKAFFOLD["deploy"]["helm"]["releases"][0]
 VALUES_SCHEMA = json.loads((CHART / "values.schema.json").read_text())
@@ -54,8 +55,6 @@ def glob_matches(pattern: str, path: str) -> bool:
 
 
 def test_skaffold_yaml_is_valid_v4beta14() -> None:
-    if not SKAFFOLD_SCHEMA.exists():
-        pytest.fail(f"{SKAFFOLD_SCHEMA} is missing (the shared schemas)")
     assert SKAFFOLD["apiVersion"] == "skaffold/v4beta14"
     jsonschema.validate(SKAFFOLD, json.loads(SKAFFOLD_SCHEMA.read_text()))
 

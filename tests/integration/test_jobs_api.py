@@ -237,7 +237,7 @@ def test_stats_health_and_openapi(api: str, client: ApiClient, worker: Process) 
     assert "/api/v1/jobs/{job_id}" in spec["paths"]
     assert client.http.get("/docs").status_code == 200
     metrics = client.http.get("/metrics").text
-    assert "imgconv_api_requests_total" in metrics
+    assert "imgconv_api_request_duration_seconds_count" in metrics
 
 
 def test_many_long_polls_do_not_starve_other_requests(idle_api: str) -> None:

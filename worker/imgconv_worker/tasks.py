@@ -26,7 +26,7 @@ from imgconv_core.jobs import CONVERT_TASK
 from imgconv_core.processing import current_claimant
 from imgconv_core.settings import get_settings
 from imgconv_core.storage import make_stores
-from imgconv_worker import metrics
+from imgconv_worker import metrics, tracing
 
 log = logging.getLogger(__name__)
 
@@ -38,12 +38,16 @@ def worker_context() -> WorkerContext:
     """Per-process connections, created lazily in each forked child (never shared across fork)."""
     settings = get_settings()
     engine = make_engine(settings, pool_size=2)
-    return WorkerContext(
-        settings=settings,
-        sessions=make_session_factory(engine),
-        stores=make_stores(settings),
-        redis=redis.Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2),
-        interruptions=(SoftTimeLimitExceeded,),
+    return tracing.instrument_context(
+        WorkerContext(
+            settings=settings,
+            sessions=make_session_factory(engine),
+            stores=make_stores(settings),
+            redis=redis.Redis.from_url(
+                settings.redis_url, socket_timeout=2, socket_connect_timeout=2
+            ),
+            interruptions=(SoftTimeLimitExceeded,),
+        )
     )
 
 

@@ -7,12 +7,13 @@ from collections.abc import Callable
 
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
 from imgconv_api.deps import StateDep
 from imgconv_api.schemas import Health, Readiness
+from imgconv_core.telemetry.metrics import BuildInfo, exposition
 
 router = APIRouter(tags=["health"])
 
@@ -66,6 +67,10 @@ async def readyz(state: StateDep) -> JSONResponse:
 
 
 @router.get("/metrics", include_in_schema=False)
-async def metrics() -> Response:
-    """Prometheus text exposition."""
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+async def metrics(state: StateDep) -> Response:
+    """Prometheus text exposition (every process's, with PROMETHEUS_MULTIPROC_DIR)."""
+    body = await run_in_threadpool(exposition, [API_BUILD, state.backlog])
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+
+API_BUILD = BuildInfo("api")

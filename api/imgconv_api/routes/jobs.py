@@ -38,6 +38,7 @@ from imgconv_core.jobs import JobStatus
 from imgconv_core.services import ServiceContext
 from imgconv_core.storage import DOWNLOAD_CHUNK_BYTES, BlobReader, blob_key
 from imgconv_core.storage.s3 import S3BlobStore
+from imgconv_core.telemetry.tracing import current_traceparent
 
 router = APIRouter(tags=["jobs"])
 
@@ -138,21 +139,19 @@ async def create_jobs(
     limits = state.rate_limits
     await limits.hit(limits.upload_per_token, "upload-token", client_id.hex)
     await limits.hit(limits.upload_per_ip, "upload-ip", limits.client_ip(request))
+    # Taken here, in the request's context: the service runs in a worker thread.
+    traceparent = current_traceparent()
+    form = await parse_upload(
+        request, state.settings, state.upload_budget, hashed=bool(idempotency_key)
+    )
     try:
-        form = await parse_upload(
-            request, state.settings, state.upload_budget, hashed=bool(idempotency_key)
+        accepted = await run_in_threadpool(
+            services.accept_upload, state.services, client_id, form, idempotency_key, traceparent
         )
-        try:
-            accepted = await run_in_threadpool(
-                services.accept_upload, state.services, client_id, form, idempotency_key
-            )
-        finally:
-            form.close()
-    except Exception as exc:
-        metrics.count_rejection(exc)
-        raise
+    finally:
+        form.close()
     if accepted.created:
-        metrics.JOBS_CREATED.inc(len(accepted.jobs))
+        metrics.count_accepted(accepted.jobs)
     # The jobs' JSON is already encoded (it is what the cache holds): no second serialization.
     bodies = [
         with_links(body, job.id) for job, body in zip(accepted.jobs, accepted.bodies, strict=True)
@@ -210,6 +209,7 @@ async def get_job(
         wait,
         if_none_match,
     )
+    state.poll_metrics.answered(answer.outcome)
     return Response(
         answer.body,
         status_code=answer.status,

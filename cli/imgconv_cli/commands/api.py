@@ -94,7 +94,10 @@ def api(
     probe_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104
     record_process("api", health_url=f"http://{probe_host}:{port}/healthz")
     from imgconv_api.http_server import HTTP_PROTOCOL
+    from imgconv_core.telemetry.metrics import prepare_multiprocess_dir
 
+    # Before uvicorn starts its processes: an earlier run's metric files would add up.
+    prepare_multiprocess_dir()
     uvicorn.run(
         APP_FACTORY,
         factory=True,

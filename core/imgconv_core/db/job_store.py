@@ -119,9 +119,11 @@ def insert_jobs(
     client_id: uuid.UUID,
     new_jobs: Sequence[NewJob],
     idempotency: tuple[str, str] | None = None,
+    traceparent: str | None = None,
 ) -> list[JobRow] | None:
     """Store the jobs and their source images, all or nothing; None, with no job stored, if
-    another upload holds the `(key, fingerprint)` idempotency.
+    another upload holds the `(key, fingerprint)` idempotency. `traceparent` is the upload's
+    trace context (None when tracing is off).
 
     A transactional store writes in the caller's transaction; any other gets the objects first,
     before any row exists, so a committed job always has its image (a crash in between leaves
@@ -132,7 +134,7 @@ def insert_jobs(
         if _EXIT_AFTER_OBJECT_PUT:
             os._exit(70)
     try:
-        rows = _insert_rows(tx, store, client_id, new_jobs, idempotency)
+        rows = _insert_rows(tx, store, client_id, new_jobs, idempotency, traceparent)
     except IntegrityError:
         if not store.transactional:  # nothing refers to them
             _forget_sources(tx, store, new_jobs)
@@ -171,6 +173,7 @@ def _insert_rows(
     client_id: uuid.UUID,
     new_jobs: Sequence[NewJob],
     idempotency: tuple[str, str] | None,
+    traceparent: str | None,
 ) -> list[JobRow] | None:
     conn = tx.connection()
     if idempotency is not None:
@@ -204,6 +207,7 @@ def _insert_rows(
                 "source_height": new.height,
                 "attempts": 0,
                 "storage": store.backend.value,
+                "traceparent": traceparent,
             }
             for new in new_jobs
         ],
@@ -229,6 +233,14 @@ def find_idempotent_upload(tx: Session, client_id: uuid.UUID, key: str) -> Earli
     by_id = {job.id: job for job in rows}
     jobs = [by_id[i] for i in row.job_ids if i in by_id]
     return EarlierUpload(row.fingerprint, len(row.job_ids), jobs)
+
+
+def traceparents(tx: Session, job_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, str]:
+    """The stored trace contexts of these jobs (those that have one)."""
+    rows = tx.execute(
+        select(Job.id, Job.traceparent).where(Job.id.in_(job_ids), Job.traceparent.is_not(None))
+    ).all()
+    return {job_id: str(traceparent) for job_id, traceparent in rows}
 
 
 def get_job(tx: Session, job_id: uuid.UUID) -> Job | None:

@@ -103,6 +103,8 @@ class Job(Base):
     error_message: Mapped[str | None] = mapped_column(Text)
     # Outbox: NULL until the broker confirmed the message; the sweeper re-publishes such jobs.
     enqueued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The upload's W3C trace context: every publish of the job's message continues its trace.
+    traceparent: Mapped[str | None] = mapped_column(String(55))
     claimed_by: Mapped[str | None] = mapped_column(String(255))
     lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -1,0 +1,1 @@
+"""Dashboards and alert rules as code: `python -m observability` writes the committed files."""
