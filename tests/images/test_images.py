@@ -13,21 +13,19 @@ import httpx
 import psycopg
 import pytest
 
-from tests.images.conftest import (
-    new_stack,
-    run_migrate,
-    start_api_container,
-    start_worker_container,
-    wait_exited,
-)
 from tests.support.client import ApiClient
 from tests.support.containers import (
     FRONTEND_IMAGE,
     IMAGE,
     UID,
     Container,
+    new_stack,
     podman,
+    run_migrate,
+    start_api_container,
+    start_worker_container,
     started,
+    wait_exited,
 )
 from tests.support.images import format_of, photo
 from tests.support.proxy import CuttableProxy

@@ -11,21 +11,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
 
 from tests.support.client import ApiClient
 from tests.support.seaweedfs import SeaweedFS, seaweedfs
 from tests.support.services import (
     REDIS_DB,
-    REDIS_HOST,
-    REDIS_PORT,
     Process,
     Stack,
-    create_database,
-    create_vhost,
-    delete_vhost,
-    drop_database,
-    migrate,
+    destroy_stack,
+    make_stack,
     start_api,
     start_worker,
 )
@@ -34,23 +28,6 @@ from tests.support.services import (
 @pytest.fixture(scope="session")
 def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("logs")
-
-
-def make_stack(log_dir: Path, redis_db: int = REDIS_DB) -> Stack:
-    url = create_database()
-    migrate(url)
-    redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=redis_db).flushdb()
-    return Stack(
-        database_url=url,
-        vhost=create_vhost(),
-        redis_url=f"redis://{REDIS_HOST}:{REDIS_PORT}/{redis_db}",
-        log_dir=log_dir,
-    )
-
-
-def destroy_stack(stack: Stack) -> None:
-    drop_database(stack.database_url)
-    delete_vhost(stack.vhost)
 
 
 @pytest.fixture(scope="session")

@@ -15,9 +15,18 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import destroy_stack, make_stack
 from tests.support.client import ApiClient
-from tests.support.services import BIN, REDIS_DB, ROOT, Stack, running, start_api, start_worker
+from tests.support.services import (
+    BIN,
+    REDIS_DB,
+    ROOT,
+    Stack,
+    destroy_stack,
+    make_stack,
+    running,
+    start_api,
+    start_worker,
+)
 
 HERE = Path(__file__).parent
 SEED = os.environ.get("IMGCONV_FUZZ_SEED", "20261201")

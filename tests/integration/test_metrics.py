@@ -17,23 +17,22 @@ import psycopg
 import pytest
 from prometheus_client.mmap_dict import MmapedDict
 
-from tests.integration.conftest import destroy_stack, make_stack
 from tests.support.client import TERMINAL, ApiClient
-from tests.support.images import photo
+from tests.support.images import corrupt_png, photo
 from tests.support.observability import promtool_lint, samples, total, wait_for
-from tests.support.services import REDIS_DB, Stack, free_port, start_api, start_worker
+from tests.support.services import (
+    REDIS_DB,
+    Stack,
+    destroy_stack,
+    free_port,
+    make_stack,
+    start_api,
+    start_worker,
+)
 
 pytestmark = pytest.mark.integration
 
 JOBS = 9  # good ones; one corrupt job more fails
-
-
-def corrupt_png() -> bytes:
-    """A PNG whose header passes the upload checks but whose pixels cannot be decoded."""
-    data = bytearray(photo(64, 64, "PNG"))
-    start = data.index(b"IDAT") + 20
-    data[start : start + 40] = bytes(b ^ 0x5A for b in data[start : start + 40])
-    return bytes(data)
 
 
 @pytest.fixture(scope="module")

@@ -28,10 +28,9 @@ from imgconv_core.settings import LOCAL_SECRET, Settings
 from imgconv_core.storage import PostgresBlobStore
 from imgconv_core.tokens import verify_token
 from imgconv_core.uploads import ConversionRequest, upload_fingerprint
-from tests.integration.conftest import destroy_stack, make_stack
 from tests.support.client import ApiClient
 from tests.support.images import photo
-from tests.support.services import REDIS_DB, Stack, start_api, wait_until
+from tests.support.services import REDIS_DB, Stack, destroy_stack, make_stack, start_api, wait_until
 
 T = TypeVar("T")
 WORKER = "race-test-worker:1"

@@ -10,7 +10,6 @@ from pathlib import Path
 import amqp
 import pytest
 
-from tests.integration.conftest import destroy_stack, make_stack
 from tests.support.client import ApiClient
 from tests.support.images import photo
 from tests.support.observability import Span, TraceCollector, dump, trace_collector, wait_for
@@ -19,6 +18,8 @@ from tests.support.services import (
     AMQP_PORT,
     REDIS_DB,
     Stack,
+    destroy_stack,
+    make_stack,
     running,
     start_api,
     start_worker,

@@ -12,10 +12,26 @@ import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
+import httpx
 import pytest
+import redis
 
-from tests.support.services import ROOT, Stack, amqp_url
+from tests.support.services import (
+    REDIS_DB,
+    REDIS_HOST,
+    REDIS_PORT,
+    ROOT,
+    Stack,
+    amqp_url,
+    create_database,
+    create_vhost,
+    delete_vhost,
+    drop_database,
+    free_port,
+    wait_until,
+)
 
 ENGINE = "podman"
 TAG = os.environ.get("IMGCONV_IMAGE_TAG", "dev")
@@ -136,3 +152,108 @@ def started(container: Container) -> Iterator[Container]:
         raise
     finally:
         container.remove()
+
+
+# A Redis db of their own: the other suites use 10-15.
+IMAGES_REDIS_DB = REDIS_DB - 3
+
+
+def new_stack(log_dir: Path) -> Stack:
+    """A fresh, unmigrated database with a vhost and an empty Redis db."""
+    redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=IMAGES_REDIS_DB).flushdb()
+    return Stack(
+        database_url=create_database(),
+        vhost=create_vhost(),
+        redis_url=f"redis://{REDIS_HOST}:{REDIS_PORT}/{IMAGES_REDIS_DB}",
+        log_dir=log_dir,
+    )
+
+
+def run_migrate(stack: Stack) -> Container:
+    """`imgconv migrate` in a container (it exits when done)."""
+    return run_container(IMAGE, ["migrate"], container_env(stack), name="imgconv-migrate")
+
+
+def wait_exited(container: Container, timeout: float = 120) -> int:
+    """Wait for a container to exit; returns its exit code."""
+    podman("wait", container.name, timeout=timeout)
+    return container.exit_code()
+
+
+@contextlib.contextmanager
+def migrated_stack(log_dir: Path) -> Iterator[Stack]:
+    """A stack migrated by the image itself, removed afterwards."""
+    stack = new_stack(log_dir)
+    try:
+        migrate = run_migrate(stack)
+        try:
+            assert wait_exited(migrate) == 0, migrate.logs()
+        finally:
+            migrate.remove()
+        yield stack
+    finally:
+        drop_database(stack.database_url)
+        delete_vhost(stack.vhost)
+
+
+def healthy(url: str) -> bool:
+    """Whether `url` answers 200."""
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def start_api_container(stack: Stack) -> tuple[Container, str]:
+    """`imgconv api` in a container; returns it and its URL once /readyz answers 200."""
+    port = free_port()
+    api = run_container(
+        IMAGE, ["api", "--host", "127.0.0.1", "--port", str(port)], container_env(stack), name="api"
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: healthy(f"{url}/readyz"), 60, "")
+    except AssertionError:
+        logs = api.logs()
+        api.remove()
+        raise AssertionError(f"API container not ready:\n{logs[-4000:]}") from None
+    return api, url
+
+
+def start_worker_container(stack: Stack, **extra: str) -> Container:
+    """`imgconv worker` in a container; returns once it consumes."""
+    # Host networking shares one host name: each worker needs its own node name.
+    node = f"w{uuid.uuid4().hex[:6]}@%h"
+    worker = run_container(
+        IMAGE,
+        ["worker", "--concurrency", "1", "--hostname", node],
+        container_env(stack, **extra),
+        name="worker",
+    )
+    try:
+        wait_until(lambda: "ready." in worker.logs() or worker.state() != "running", 90, "")
+        assert worker.state() == "running", "exited"
+    except AssertionError:
+        logs = worker.logs()
+        worker.remove()
+        raise AssertionError(f"worker container did not start:\n{logs[-4000:]}") from None
+    return worker
+
+
+def start_frontend_container(api_url: str) -> tuple[Container, str]:
+    """The frontend image forwarding /api to `api_url`; returns it and its URL once it answers."""
+    port = free_port()
+    container = run_container(
+        FRONTEND_IMAGE,
+        [],
+        {"IMGCONV_API_URL": api_url, "PORT": str(port), "HOSTNAME": "127.0.0.1"},
+        name="frontend",
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: healthy(url), 60, "")
+    except AssertionError:
+        logs = container.logs()
+        container.remove()
+        raise AssertionError(f"frontend container not up:\n{logs[-4000:]}") from None
+    return container, url

@@ -281,3 +281,11 @@ def tiff_with_associated_alpha(im: Image.Image) -> bytes:
     # Pillow writes alpha as unassociated (ExtraSamples = 2); associated is 1, which Pillow
     # decodes as mode La (greyscale) or unpremultiplies to RGBA.
     return tiff_with_tag_value(encode(im, "TIFF"), 0, 338, 1)
+
+
+def corrupt_png() -> bytes:
+    """A PNG whose header passes the upload checks but whose pixels cannot be decoded."""
+    data = bytearray(photo(64, 64, "PNG"))
+    start = data.index(b"IDAT") + 20
+    data[start : start + 40] = bytes(b ^ 0x5A for b in data[start : start + 40])
+    return bytes(data)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import httpx
 import psycopg
+import redis
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -157,6 +158,25 @@ class Stack:
         env.update(self.overrides)
         env.update(extra)
         return env
+
+
+def make_stack(log_dir: Path, redis_db: int = REDIS_DB) -> Stack:
+    """A migrated throwaway database, a private vhost and an emptied Redis db."""
+    url = create_database()
+    migrate(url)
+    redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=redis_db).flushdb()
+    return Stack(
+        database_url=url,
+        vhost=create_vhost(),
+        redis_url=f"redis://{REDIS_HOST}:{REDIS_PORT}/{redis_db}",
+        log_dir=log_dir,
+    )
+
+
+def destroy_stack(stack: Stack) -> None:
+    """Remove what `make_stack` made."""
+    drop_database(stack.database_url)
+    delete_vhost(stack.vhost)
 
 
 def api_command(port: int, workers: int = 1) -> list[str]:

@@ -7,6 +7,7 @@ import uuid
 from datetime import UTC, datetime
 from types import SimpleNamespace
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -17,6 +18,7 @@ from imgconv_core.db.job_store import (
     encode_cursor,
     job_view,
 )
+from imgconv_core.errors import InvalidRequest
 from imgconv_core.jobs import JobStatus, JobView
 
 moments = st.datetimes(
@@ -66,3 +68,9 @@ def test_the_view_reads_each_of_its_fields_from_a_row() -> None:
     assert view.error is not None
     assert (view.error.code, view.error.message) == ("decode_failed", "corrupt")
     assert view.source_width == 3
+
+
+@pytest.mark.parametrize("cursor", ["", "abc", "!!!", "MjAyNi0wMS0wMXxub3QtYS11dWlk"])
+def test_malformed_cursors_are_invalid_requests(cursor: str) -> None:
+    with pytest.raises(InvalidRequest):
+        decode_cursor(cursor)

@@ -16,7 +16,7 @@ import amqp
 import pytest
 
 from tests.integration.operator.celery_probe import app as probe_app
-from tests.integration.operator.conftest import (
+from tests.support.kube_emulator import (
     AUTOSCALERS,
     NAMESPACE,
     WORKER_LABELS,

@@ -23,8 +23,9 @@ import pytest
 from imgconv_core.jobs import TERMINAL_STATUSES
 from observability import dashboards
 from observability.__main__ import RULE_FILE
-from tests.integration.conftest import destroy_stack, make_stack
-from tests.integration.operator.conftest import (
+from tests.support.client import ApiClient
+from tests.support.images import corrupt_png, photo
+from tests.support.kube_emulator import (
     AUTOSCALERS,
     MANAGEMENT_URL,
     ApiServer,
@@ -34,9 +35,6 @@ from tests.integration.operator.conftest import (
     eventually,
     rabbit_source,
 )
-from tests.integration.test_metrics import corrupt_png
-from tests.support.client import ApiClient
-from tests.support.images import photo
 from tests.support.observability import (
     Prometheus,
     promtool_lint,
@@ -49,7 +47,9 @@ from tests.support.services import (
     Process,
     Stack,
     amqp_url,
+    destroy_stack,
     free_port,
+    make_stack,
     start_api,
     start_worker,
 )

@@ -18,7 +18,7 @@ from imgconv_operator.sources import (
     SourceError,
 )
 from tests.integration.operator.celery_probe import app as probe_app
-from tests.integration.operator.conftest import MANAGEMENT_URL, Broker, start_probe_worker
+from tests.support.kube_emulator import MANAGEMENT_URL, Broker, start_probe_worker
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 
