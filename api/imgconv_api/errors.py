@@ -20,7 +20,6 @@ from starlette.routing import Match
 from imgconv_api import metrics
 from imgconv_core.errors import (
     Busy,
-    ConversionFailed,
     EmptyFile,
     FileTooLarge,
     IdempotencyConflict,
@@ -69,7 +68,6 @@ STATUSES: Mapping[type[ImgconvError], int] = {
     RateLimited: 429,
     Busy: 503,
     StorageUnavailable: 503,
-    ConversionFailed: 500,
 }
 
 _HTTP_CODES = {

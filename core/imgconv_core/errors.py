@@ -93,10 +93,6 @@ class ImageDecodeError(ImgconvError):
     code = "decode_failed"
 
 
-class ConversionFailed(ImgconvError):
-    code = "conversion_failed"
-
-
 # --- jobs / auth --------------------------------------------------------------------------------
 
 
