@@ -366,8 +366,9 @@ def playing(
                 http_status(f"{stack.api_url}/readyz") == 200
                 and (not frontend or http_status(stack.frontend_url + "/") == 200)
             ),
-            lambda: f"the API and the frontend to answer ({readiness(stack.api_url)}):\n"
-            + stack.logs(),
+            lambda: (
+                f"the API and the frontend to answer ({readiness(stack.api_url)}):\n" + stack.logs()
+            ),
         )
         yield stack
     finally:
