@@ -9,9 +9,11 @@ from pathlib import Path
 import yaml
 
 from tests.chart.crds import CRD_DIR
+from tests.chart.crds import SCHEMA_DIR as THIRD_PARTY_SCHEMAS
 from tests.support.helm import ROOT, helm, render
 
 CRD_NAMES = {"workerautoscalers.imgconv.io", "kopfpeerings.kopf.dev"}
+# Other projects' CRDs (prometheus-operator's) are kept only as offline validation schemas.
 
 
 def tracked_yaml() -> list[Path]:
@@ -25,14 +27,10 @@ def tracked_yaml() -> list[Path]:
     return [ROOT / name for name in listed]
 
 
-# Third-party CRDs kept only as offline schemas to validate against (prometheus-operator's).
-SCHEMA_DIR = ROOT / "tests" / "chart" / "schemas"
-
-
 def test_each_crd_is_defined_once_in_the_repository_in_the_charts_crds() -> None:
     definitions: dict[str, list[Path]] = {}
     for path in tracked_yaml():
-        if path.parent == SCHEMA_DIR:
+        if path.parent == THIRD_PARTY_SCHEMAS:
             continue
         if "CustomResourceDefinition" not in path.read_text(errors="replace"):
             continue

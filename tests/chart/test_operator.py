@@ -12,7 +12,7 @@ import yaml
 from tests.chart.objects import container, env_of, find, has, kinds, name_of
 from tests.chart.scenarios import EXTERNAL_SERVICES
 from tests.support.helm import NAMESPACE, RenderError, render, render_text
-from tests.unit.operator.rbac import ApiCall, Rule, denied, load_rules
+from tests.support.rbac import ApiCall, Rule, denied, load_rules
 
 OPERATOR = name_of("operator")
 WORKER = name_of("worker")

@@ -25,7 +25,8 @@ import pytest_asyncio
 from kopf.testing import KopfRunner
 
 from tests.support.helm import write_operator_rbac
-from tests.unit.operator.rbac import ApiCall, denied, load_rules, parse_call
+from tests.support.rbac import ApiCall, denied, load_rules, parse_call
+from tests.support.services import free_port
 
 NAMESPACE = "imgconv"
 ROOT = Path(__file__).resolve().parents[3]
@@ -34,16 +35,6 @@ AMQP_HOST = os.environ.get("IMGCONV_TEST_RABBITMQ_AMQP", "127.0.0.1:5672")
 SECRET = "imgconv-broker-credentials"
 WORKER_LABELS = {"app.kubernetes.io/name": "imgconv", "app.kubernetes.io/component": "worker"}
 AUTOSCALERS = "imgconv.io/v1alpha1/workerautoscalers"
-
-
-def free_port() -> int:
-    """A free TCP port below the kernel's ephemeral range (see TOOLING.md)."""
-    for _ in range(200):
-        port = 20000 + uuid.uuid4().int % 12000
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) != 0:
-                return port
-    raise RuntimeError("no free port")
 
 
 def _management_up() -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.support.helm import write_operator_rbac
-from tests.unit.operator.rbac import ApiCall, Rule, denied, load_rules, parse_call
+from tests.support.rbac import ApiCall, Rule, denied, load_rules, parse_call
 
 NS = "imgconv"
 
