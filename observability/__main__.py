@@ -1,5 +1,5 @@
-"""Write the dashboards' JSON and the alert rule file from their code (`--check`: only say
-whether the committed files are up to date, exit 1 if not)."""
+"""Write the dashboards' JSON and the alert rule file from their code, and the Helm chart's
+copies of them (`--check`: only say whether the committed files are up to date, exit 1 if not)."""
 
 from __future__ import annotations
 
@@ -11,12 +11,22 @@ from observability import alerts, dashboards
 ROOT = Path(__file__).resolve().parent
 DASHBOARD_DIR = ROOT / "dashboards"
 RULE_FILE = ROOT / "alerts" / "imgconv-alerts.yaml"
+# Helm's .Files reads only inside the chart: the chart gets copies, written from the same code.
+CHART_FILES = ROOT.parent / "charts" / "imgconv" / "files"
+CHART_DASHBOARD_DIR = CHART_FILES / "dashboards"
+CHART_RULE_FILE = CHART_FILES / "alerts" / "imgconv-alerts.yaml"
 
 
 def generated() -> dict[Path, str]:
     """Every generated file and its content."""
-    files = {DASHBOARD_DIR / f"{uid}.json": dashboards.render(uid) for uid in dashboards.DASHBOARDS}
-    files[RULE_FILE] = alerts.render()
+    files: dict[Path, str] = {}
+    for uid in dashboards.DASHBOARDS:
+        text = dashboards.render(uid)
+        files[DASHBOARD_DIR / f"{uid}.json"] = text
+        files[CHART_DASHBOARD_DIR / f"{uid}.json"] = text
+    rules = alerts.render()
+    files[RULE_FILE] = rules
+    files[CHART_RULE_FILE] = rules
     return files
 
 

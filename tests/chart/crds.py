@@ -1,4 +1,6 @@
-"""The chart's CRDs (charts/imgconv/crds/, the only copy) and their schemas as JSON Schema."""
+"""The CRDs of the custom resources the chart renders, their schemas as JSON Schema: the chart's
+own (charts/imgconv/crds/, the only copy) and the prometheus-operator's (tests/chart/schemas/,
+offline copies), plus the Kubernetes ObjectMeta schema every custom resource's metadata meets."""
 
 from __future__ import annotations
 
@@ -7,17 +9,22 @@ from typing import Any
 
 import jsonschema
 import yaml
+from kubernetes_validate.utils import schema_contents
+from referencing import Registry, Resource
 
-from tests.support.helm import CHART
+from tests.support.helm import CHART, ROOT
 
 CRD_DIR = CHART / "crds"
+SCHEMA_DIR = ROOT / "tests" / "chart" / "schemas"
+OBJECT_META = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
 
 
 @cache
 def crds() -> dict[tuple[str, str], dict[str, Any]]:
     """(apiVersion, kind) -> the openAPIV3Schema of that served version, as JSON Schema."""
     found: dict[tuple[str, str], dict[str, Any]] = {}
-    for path in sorted(CRD_DIR.glob("*.yaml")):
+    paths = [*sorted(CRD_DIR.glob("*.yaml")), *sorted(SCHEMA_DIR.glob("monitoring.coreos.com_*"))]
+    for path in paths:
         for crd in yaml.safe_load_all(path.read_text()):
             if not crd:
                 continue
@@ -36,6 +43,8 @@ def to_json_schema(schema: Any) -> Any:
     if not isinstance(schema, dict):
         return schema
     out = {k: to_json_schema(v) for k, v in schema.items() if not k.startswith("x-kubernetes-")}
+    if isinstance(out.get("pattern"), str):
+        out["pattern"] = python_pattern(out["pattern"])
     if out.pop("nullable", False) and "type" in out:
         out["type"] = [out["type"], "null"]
     preserve = schema.get("x-kubernetes-preserve-unknown-fields", False)
@@ -44,8 +53,30 @@ def to_json_schema(schema: Any) -> Any:
     return out
 
 
-def validate_custom_resource(doc: dict[str, Any]) -> None:
-    """Validate a custom resource against its CRD's schema (metadata is the apiserver's)."""
+def python_pattern(pattern: str) -> str:
+    """A CRD's pattern (Go RE2) for Python's re: RE2 takes a flag group anywhere, Python only
+    at the start (prometheus-operator writes `^(?i)(abort|warn)?$`)."""
+    for flags in ("(?i)",):
+        if flags in pattern and not pattern.startswith(flags):
+            pattern = flags + pattern.replace(flags, "")
+    return pattern
+
+
+@cache
+def _object_meta_validator(kube_version: str) -> jsonschema.protocols.Validator:
+    definitions = schema_contents(
+        f"kubernetes-json-schema/v{kube_version}-local-strict/_definitions.json", kube_version
+    )
+    resource = Resource.from_contents(definitions)
+    registry: Registry[Any] = resource @ Registry()
+    schema = {"$ref": f"{definitions['$id']}#/$defs/{OBJECT_META}"}
+    return jsonschema.Draft202012Validator(schema, registry=registry)
+
+
+def validate_custom_resource(doc: dict[str, Any], kube_version: str = "1.30.0") -> None:
+    """Validate a custom resource against its CRD's schema, and its metadata against the
+    Kubernetes ObjectMeta schema of `kube_version` (strict: unknown fields fail)."""
     schema = crds()[(doc["apiVersion"], doc["kind"])]
     body = {k: v for k, v in doc.items() if k not in {"apiVersion", "kind", "metadata"}}
     jsonschema.validate(body, schema)
+    _object_meta_validator(kube_version).validate(doc["metadata"])

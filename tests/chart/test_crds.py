@@ -9,11 +9,11 @@ from pathlib import Path
 import yaml
 
 from tests.chart.crds import CRD_DIR
+from tests.chart.crds import SCHEMA_DIR as THIRD_PARTY_SCHEMAS
 from tests.support.helm import ROOT, helm, render
 
 CRD_NAMES = {"workerautoscalers.imgconv.io", "kopfpeerings.kopf.dev"}
-# Other projects' CRDs kept only as offline validation schemas (prometheus-operator's).
-THIRD_PARTY_SCHEMAS = ROOT / "tests" / "chart" / "schemas"
+# Other projects' CRDs (prometheus-operator's) are kept only as offline validation schemas.
 
 
 def tracked_yaml() -> list[Path]:

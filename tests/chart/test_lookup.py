@@ -66,7 +66,8 @@ def decoded(docs: list[dict[str, Any]], component: str) -> dict[str, str]:
 async def test_upgrades_keep_the_generated_secrets(
     kmock: km.KubernetesEmulator, tmp_path: Path
 ) -> None:
-    for doc in render({}):  # discovery for every kind the chart renders
+    values = {"storage": {"backend": "s3", "seaweedfs": {"enabled": True}}}
+    for doc in render(values):  # discovery for every kind the chart renders
         resource = f"{doc['apiVersion']}/{plural(doc['kind'])}"
         kmock.resources[resource] = km.ResourceInfo(
             kind=doc["kind"], namespaced=True, verbs={"get", "list"}
@@ -74,6 +75,7 @@ async def test_upgrades_keep_the_generated_secrets(
     kept = {
         "postgres": {"password": b"the-password-the-volume-has"},
         "rabbitmq": {"username": b"imgconv", "password": b"the-broker-password"},
+        "seaweedfs": {"access-key-id": b"KEYIDOFTHESEAWEEDFS1", "secret-access-key": b"s" * 40},
     }
     for component, data in kept.items():
         name = name_of(component)
@@ -92,6 +94,7 @@ async def test_upgrades_keep_the_generated_secrets(
             "template", RELEASE, str(CHART), "--namespace", NAMESPACE,
             "--dry-run=server", "--disable-openapi-validation", "--kubeconfig", str(kubeconfig),
             "--show-only", "templates/secrets.yaml",
+            "--set", "storage.backend=s3", "--set", "storage.seaweedfs.enabled=true",
         )  # fmt: skip
         return [d for d in yaml.safe_load_all(done.stdout) if d]
 
@@ -102,10 +105,14 @@ async def test_upgrades_keep_the_generated_secrets(
             "username": "imgconv",
             "password": "the-broker-password",
         }
+        assert decoded(docs, "seaweedfs") == {
+            "access-key-id": "KEYIDOFTHESEAWEEDFS1",
+            "secret-access-key": "s" * 40,
+        }
     # What the cluster did not have yet is generated (and would be kept from then on).
     assert len(decoded(first, "redis")["password"]) == 32
     assert decoded(first, "redis") != decoded(second, "redis")
     looked_up = {r.url.path for r in list(kmock) if getattr(r.method, "value", r.method) == "GET"}
-    for component in ("secret-key", "postgres", "redis", "rabbitmq"):
+    for component in ("secret-key", "postgres", "redis", "rabbitmq", "seaweedfs"):
         path = f"/api/v1/namespaces/{NAMESPACE}/secrets/{name_of(component)}"
         assert path in looked_up

@@ -107,6 +107,7 @@ NEEDED = [
     ("migrations", "postgres", 5432),
     ("operator", "rabbitmq", 15672),
     ("operator", "rabbitmq", 5672),
+    ("api", "rabbitmq", 15672),  # the backlog metric's unacked count (metrics.brokerManagement)
     ("frontend", "api", 8000),
     ("test", "api", 8000),
 ]
@@ -114,8 +115,8 @@ FORBIDDEN = [
     ("frontend", "postgres", 5432),
     ("frontend", "redis", 6379),
     ("frontend", "rabbitmq", 5672),
-    ("api", "rabbitmq", 15672),  # only the operator reads the management API
     ("worker", "rabbitmq", 15672),
+    ("frontend", "rabbitmq", 15672),
     ("worker", "api", 8000),
     ("migrations", "redis", 6379),
     ("migrations", "rabbitmq", 5672),
@@ -137,6 +138,46 @@ def test_anything_else_between_components_is_denied(src: str, dst: str, port: in
     docs = render(ON)
     assert not allowed(docs, src, dst, port)
     assert allowed(render({}), src, dst, port)  # without policies everything is open
+
+
+def test_without_the_backlog_metric_only_the_operator_reads_the_management_api() -> None:
+    docs = render({**ON, "metrics": {"brokerManagement": False}})
+    assert allowed(docs, "operator", "rabbitmq", 15672)
+    assert not allowed(docs, "api", "rabbitmq", 15672)
+
+
+SEAWEEDFS = {**ON, "storage": {"backend": "s3", "seaweedfs": {"enabled": True}}}
+SEAWEEDFS_NEEDED = [
+    ("api", "seaweedfs", 8333),
+    ("worker", "seaweedfs", 8333),
+    ("seaweedfs-bucket", "seaweedfs", 9333),
+    ("seaweedfs-bucket", "seaweedfs", 19333),
+    ("seaweedfs-bucket", "seaweedfs", 18888),
+    ("seaweedfs", "seaweedfs", 18080),  # its own components, over the pod's address
+    ("seaweedfs", "seaweedfs", 19333),
+]
+SEAWEEDFS_FORBIDDEN = [
+    ("frontend", "seaweedfs", 8333),
+    ("operator", "seaweedfs", 8333),
+    ("migrations", "seaweedfs", 8333),
+    ("test", "seaweedfs", 8333),
+    ("api", "seaweedfs", 18888),  # the filer and the volume server are not authenticated
+    ("api", "seaweedfs", 8080),
+    ("worker", "seaweedfs", 19333),
+    ("seaweedfs-bucket", "seaweedfs", 8080),
+    ("seaweedfs-bucket", "postgres", 5432),
+    ("seaweedfs", "postgres", 5432),
+]
+
+
+@pytest.mark.parametrize(("src", "dst", "port"), SEAWEEDFS_NEEDED)
+def test_the_bundled_seaweedfs_is_reached_by_what_needs_it(src: str, dst: str, port: int) -> None:
+    assert allowed(render(SEAWEEDFS), src, dst, port)
+
+
+@pytest.mark.parametrize(("src", "dst", "port"), SEAWEEDFS_FORBIDDEN)
+def test_the_bundled_seaweedfs_is_closed_to_everything_else(src: str, dst: str, port: int) -> None:
+    assert not allowed(render(SEAWEEDFS), src, dst, port)
 
 
 def test_dns_the_ingress_controller_and_the_api_server() -> None:

@@ -39,11 +39,44 @@ def test_every_builtin_object_is_valid_kubernetes(scenario: str, kube_version: s
     assert checked >= 10
 
 
+@pytest.mark.parametrize("kube_version", KUBE_VERSIONS)
 @pytest.mark.parametrize("scenario", SCENARIOS)
-def test_custom_resources_match_their_crds(scenario: str) -> None:
-    for doc in render(SCENARIOS[scenario]):
+def test_custom_resources_match_their_crds(scenario: str, kube_version: str) -> None:
+    """The chart's own (WorkerAutoscaler, KopfPeering) and the prometheus-operator's
+    (ServiceMonitor, PodMonitor, PrometheusRule), metadata against Kubernetes' ObjectMeta."""
+    for doc in render(SCENARIOS[scenario], kube_version=kube_version):
         if custom(doc):
-            validate_custom_resource(doc)
+            validate_custom_resource(doc, kube_version)
+
+
+def test_every_kind_of_monitoring_object_is_validated() -> None:
+    rendered = {d["kind"] for d in render(SCENARIOS["everything-on"]) if custom(d)}
+    assert {"ServiceMonitor", "PodMonitor", "PrometheusRule"} <= rendered
+
+
+@pytest.mark.parametrize(
+    ("kind", "broken"),
+    [
+        ("ServiceMonitor", lambda spec: {**spec, "endpoint": spec["endpoints"]}),
+        ("PodMonitor", lambda spec: {**spec, "podMetricsEndpoints": [{"port": 9100}]}),
+        (
+            "PrometheusRule",
+            lambda spec: {"groups": [{"name": "g", "rules": [{"alert": "A", "for": "soon"}]}]},
+        ),
+    ],
+    ids=["unknown-field", "port-not-a-name", "bad-duration"],
+)
+def test_the_monitoring_crd_schemas_catch_a_mistake(kind: str, broken: Any) -> None:
+    doc = next(d for d in render(SCENARIOS["everything-on"]) if d["kind"] == kind)
+    validate_custom_resource(doc)
+    with pytest.raises(jsonschema.ValidationError):
+        validate_custom_resource({**doc, "spec": broken(doc["spec"])})
+
+
+def test_custom_resource_metadata_meets_the_kubernetes_schema() -> None:
+    doc = next(d for d in render(SCENARIOS["everything-on"]) if d["kind"] == "ServiceMonitor")
+    with pytest.raises(jsonschema.ValidationError):
+        validate_custom_resource({**doc, "metadata": {**doc["metadata"], "label": {"a": "b"}}})
 
 
 def test_the_crd_schema_catches_a_typo_and_a_bad_value() -> None:

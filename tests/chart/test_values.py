@@ -87,8 +87,24 @@ def test_the_schema_covers_every_value_and_refuses_unknown_keys() -> None:
         ("worker:\n  pool: gevent\n", "at '/worker/pool'"),
         ("postgres:\n  persistence:\n    size: lots\n", "at '/postgres/persistence/size'"),
         ("config:\n  extraEnv:\n    MAX_FILES: '3'\n", "at '/config/extraEnv'"),
+        ("storage:\n  backend: minio\n", "at '/storage/backend'"),
+        ("storage:\n  s3:\n    bucket: My_Bucket\n", "at '/storage/s3/bucket'"),
+        ("monitoring:\n  interval: often\n", "at '/monitoring/interval'"),
+        ("tracing:\n  extraEnv:\n    SERVICE_NAME: x\n", "at '/tracing/extraEnv'"),
     ],
-    ids=["wrong-type", "unknown-key", "required-missing", "not-a-bool", "enum", "quantity", "env"],
+    ids=[
+        "wrong-type",
+        "unknown-key",
+        "required-missing",
+        "not-a-bool",
+        "enum",
+        "quantity",
+        "env",
+        "storage-backend",
+        "bucket-name",
+        "duration",
+        "otel-env",
+    ],
 )
 def test_a_bad_values_file_fails_against_the_schema(
     tmp_path: Path, values_file: str, message: str
@@ -151,6 +167,63 @@ def test_a_bad_values_file_fails_against_the_schema(
             {"hostNetwork": True, "networkPolicy": {"enabled": True}},
             "hostNetwork (for podman kube play only) and networkPolicy.enabled exclude each other",
         ),
+        (
+            {"storage": {"backend": "s3"}},
+            "storage.backend=s3 needs a store: set storage.s3.endpoint",
+        ),
+        (
+            {"storage": {"seaweedfs": {"enabled": True}, "s3": {"endpoint": "https://s3.example"}}},
+            "set only one of storage.seaweedfs.enabled (the bundled SeaweedFS) and storage.s3.end",
+        ),
+        (
+            {"storage": {"seaweedfs": {"enabled": True}, "s3": {"presignedDownloads": True}}},
+            "storage.s3.presignedDownloads redirects clients to the S3 endpoint, but the bundled",
+        ),
+        (
+            {"storage": {"s3": {"serviceAccount": {"create": True, "name": "x"}}}},
+            "set only one of storage.s3.serviceAccount.create and storage.s3.serviceAccount.name",
+        ),
+        (
+            {
+                "networkPolicy": {"enabled": True},
+                "storage": {"backend": "s3", "s3": {"endpoint": "https://s3.example"}},
+            },
+            "networkPolicy.enabled with an external S3 (storage.s3.endpoint): the API and worker",
+        ),
+        (
+            {"config": {"extraEnv": {"IMGCONV_S3_SECRET_ACCESS_KEY": "x"}}},
+            "config.extraEnv.IMGCONV_S3_SECRET_ACCESS_KEY: the S3 key pair comes from a Secret",
+        ),
+        (
+            {"config": {"extraEnv": {"IMGCONV_STORAGE": "s3"}}},
+            "config.extraEnv.IMGCONV_STORAGE is set by the chart from its values",
+        ),
+        (
+            {"config": {"extraEnv": {"IMGCONV_MAX_FILES": "3"}}},
+            "config.extraEnv.IMGCONV_MAX_FILES is set by the chart from its values",
+        ),
+        (
+            {"monitoring": {"enabled": True}, "networkPolicy": {"enabled": True}},
+            "monitoring.enabled with networkPolicy.enabled: Prometheus could not scrape the pods",
+        ),
+        ({"tracing": {"enabled": True}}, "tracing.enabled needs tracing.endpoint"),
+        (
+            {
+                "tracing": {"enabled": True, "endpoint": "http://c:4318"},
+                "networkPolicy": {"enabled": True},
+            },
+            "tracing.enabled with networkPolicy.enabled: the API and worker pods could not reach",
+        ),
+        (
+            {
+                "tracing": {
+                    "enabled": True,
+                    "endpoint": "http://c:4318",
+                    "extraEnv": {"OTEL_RESOURCE_ATTRIBUTES": "a=b"},
+                }
+            },
+            "tracing.extraEnv.OTEL_RESOURCE_ATTRIBUTES is set by the chart from tracing.endpoint",
+        ),
     ],
     ids=[
         "no-postgres",
@@ -165,6 +238,18 @@ def test_a_bad_values_file_fails_against_the_schema(
         "policy-external",
         "extra-env-url",
         "host-network-policy",
+        "s3-without-store",
+        "two-s3-stores",
+        "presigned-bundled",
+        "two-service-accounts",
+        "policy-external-s3",
+        "extra-env-s3-key",
+        "extra-env-storage",
+        "extra-env-twice",
+        "monitoring-policy",
+        "tracing-endpoint",
+        "tracing-policy",
+        "otel-env-twice",
     ],
 )
 def test_inconsistent_values_fail_the_render_with_what_to_change(

@@ -14,7 +14,15 @@ from tests.chart.scenarios import SCENARIOS
 from tests.support.helm import render
 
 # Secrets the scenarios name as existing ones (not rendered by the chart).
-EXISTING = {"app-secret", "pg-secret", "redis-secret", "mq-secret", "urls", "mq-monitoring"}
+EXISTING = {
+    "app-secret",
+    "pg-secret",
+    "redis-secret",
+    "mq-secret",
+    "urls",
+    "mq-monitoring",
+    "s3-keys",
+}
 VAR_REF = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
 
 
@@ -85,6 +93,11 @@ def test_every_secret_and_configmap_a_pod_reads_exists_with_the_key(docs: list[O
         for volume in spec.get("volumes", []):
             if "configMap" in volume:
                 assert volume["configMap"]["name"] in configmaps, label(obj)
+            if "secret" in volume and volume["secret"]["secretName"] not in EXISTING:
+                secret = secrets.get(volume["secret"]["secretName"])
+                assert secret is not None, f"{label(obj)} mounts a missing Secret"
+                for item in volume["secret"].get("items", []):
+                    assert item["key"] in secret["data"], f"{label(obj)}: no key {item['key']}"
 
 
 def test_every_dependent_variable_is_defined_before_its_use(docs: list[Obj]) -> None:

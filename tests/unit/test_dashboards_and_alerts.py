@@ -20,12 +20,24 @@ RULES = ROOT / "observability/alerts/imgconv-alerts.yaml"
 RULE_TESTS = ROOT / "observability/alerts/tests/imgconv-alerts.test.yaml"
 
 
-@pytest.mark.parametrize("path", sorted(generate.generated()), ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path", sorted(generate.generated()), ids=lambda p: str(p.relative_to(ROOT))
+)
 def test_committed_file_is_what_the_code_generates(path: Path) -> None:
     assert path.is_file(), f"{path} is missing: run `python -m observability`"
     assert path.read_text() == generate.generated()[path], (
         f"{path.name} differs from its code: run `python -m observability` and commit"
     )
+
+
+def test_the_helm_chart_gets_a_generated_copy_of_every_dashboard_and_the_rules() -> None:
+    """Helm's .Files cannot read outside the chart: the copies the chart templates read are
+    generated files too, so the test above keeps them equal to the code."""
+    chart_files = ROOT / "charts/imgconv/files"
+    generated = {path.relative_to(ROOT) for path in generate.generated()}
+    for uid in dashboards.DASHBOARDS:
+        assert (chart_files / f"dashboards/{uid}.json").relative_to(ROOT) in generated, uid
+    assert (chart_files / "alerts/imgconv-alerts.yaml").relative_to(ROOT) in generated
 
 
 def test_rules_load_in_promtool() -> None:

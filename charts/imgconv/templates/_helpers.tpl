@@ -395,6 +395,51 @@ it as --hostname (%h), the WorkerAutoscaler's drain addresses pods by it ({pod})
 {{- if has $key (list "IMGCONV_DATABASE_URL" "IMGCONV_REDIS_URL" "IMGCONV_BROKER_URL" "IMGCONV_SECRET_KEY") -}}
 {{- fail (printf "config.extraEnv.%s: connections and the secret key come from Secrets (postgres/redis/rabbitmq .external, secretKey.existingSecret), not from plain settings" $key) -}}
 {{- end -}}
+{{- if has $key (list "IMGCONV_S3_ACCESS_KEY_ID" "IMGCONV_S3_SECRET_ACCESS_KEY" "IMGCONV_S3_ACCESS_KEY_ID_FILE" "IMGCONV_S3_SECRET_ACCESS_KEY_FILE") -}}
+{{- fail (printf "config.extraEnv.%s: the S3 key pair comes from a Secret, storage.s3.existingSecret (mounted as files), not from plain settings" $key) -}}
+{{- end -}}
+{{- end -}}
+{{- include "imgconv.validateStorage" . -}}
+{{- include "imgconv.validateObservability" . -}}
+{{- end -}}
+
+{{/* Storage values that contradict each other. */}}
+{{- define "imgconv.validateStorage" -}}
+{{- $v := .Values -}}
+{{- $s := $v.storage -}}
+{{- if and (eq $s.backend "s3") (not $s.seaweedfs.enabled) (not $s.s3.endpoint) -}}
+{{- fail "storage.backend=s3 needs a store: set storage.s3.endpoint (e.g. https://s3.eu-west-1.amazonaws.com, with storage.s3.existingSecret or a web identity) or storage.seaweedfs.enabled=true for the bundled SeaweedFS" -}}
+{{- end -}}
+{{- if and $s.seaweedfs.enabled $s.s3.endpoint -}}
+{{- fail "set only one of storage.seaweedfs.enabled (the bundled SeaweedFS) and storage.s3.endpoint (an external S3)" -}}
+{{- end -}}
+{{- if and $s.seaweedfs.enabled $s.s3.presignedDownloads -}}
+{{- fail "storage.s3.presignedDownloads redirects clients to the S3 endpoint, but the bundled SeaweedFS is reachable only inside the cluster: turn it off, or use an external S3 the clients can reach" -}}
+{{- end -}}
+{{- if and $s.s3.serviceAccount.create $s.s3.serviceAccount.name -}}
+{{- fail "set only one of storage.s3.serviceAccount.create and storage.s3.serviceAccount.name" -}}
+{{- end -}}
+{{- if and $v.networkPolicy.enabled $s.s3.endpoint (not $v.networkPolicy.extraEgress) -}}
+{{- fail "networkPolicy.enabled with an external S3 (storage.s3.endpoint): the API and worker pods could not reach it; allow it in networkPolicy.extraEgress (e.g. [{to: [{ipBlock: {cidr: 0.0.0.0/0}}], ports: [{port: 443}]}])" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Metrics, monitoring and tracing values that contradict each other. */}}
+{{- define "imgconv.validateObservability" -}}
+{{- $v := .Values -}}
+{{- if and $v.monitoring.enabled $v.networkPolicy.enabled (not $v.networkPolicy.metricsFrom) -}}
+{{- fail "monitoring.enabled with networkPolicy.enabled: Prometheus could not scrape the pods; allow it in networkPolicy.metricsFrom (e.g. [{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: monitoring}}}])" -}}
+{{- end -}}
+{{- if $v.tracing.enabled -}}
+{{- $_ := required "tracing.enabled needs tracing.endpoint, the OTLP/HTTP collector (e.g. http://otel-collector.observability:4318)" $v.tracing.endpoint -}}
+{{- if and $v.networkPolicy.enabled (not $v.networkPolicy.extraEgress) -}}
+{{- fail "tracing.enabled with networkPolicy.enabled: the API and worker pods could not reach the collector; allow it in networkPolicy.extraEgress (e.g. [{to: [{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: observability}}}], ports: [{port: 4318}]}])" -}}
+{{- end -}}
+{{- end -}}
+{{- range $key, $_ := $v.tracing.extraEnv -}}
+{{- if has $key (list "OTEL_EXPORTER_OTLP_ENDPOINT" "OTEL_TRACES_SAMPLER" "OTEL_TRACES_SAMPLER_ARG" "OTEL_RESOURCE_ATTRIBUTES" "OTEL_POD_NAME") -}}
+{{- fail (printf "tracing.extraEnv.%s is set by the chart from tracing.endpoint, .sampler, .samplerArg and .resourceAttributes: set it there" $key) -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}
 
@@ -440,6 +485,12 @@ it as --hostname (%h), the WorkerAutoscaler's drain addresses pods by it ({pod})
     {{- include "imgconv.netpol.peer" (dict "root" . "component" "rabbitmq") | nindent 4 }}
   ports:
     - {port: 5672, protocol: TCP}
+{{- end }}
+{{- if .Values.storage.seaweedfs.enabled }}
+- to:
+    {{- include "imgconv.netpol.peer" (dict "root" . "component" "seaweedfs") | nindent 4 }}
+  ports:
+    - {port: {{ (include "imgconv.seaweedfsPorts" . | fromYaml).s3 }}, protocol: TCP}
 {{- end }}
 {{- with .Values.networkPolicy.extraEgress }}
 {{ toYaml . }}
@@ -566,5 +617,206 @@ spec:
 - name: python-sync
   emptyDir:
     sizeLimit: 256Mi
+{{- end }}
+{{- end -}}
+
+{{/* ------------------------------------------------------------------------------------- */}}
+{{/* Image storage (storage.*): the S3 settings, the credentials, the bundled SeaweedFS.    */}}
+
+{{- define "imgconv.seaweedfsHost" -}}
+{{- include "imgconv.componentName" (dict "root" . "component" "seaweedfs") -}}
+{{- end -}}
+
+{{/* The bundled SeaweedFS's ports: one process serves them all. */}}
+{{- define "imgconv.seaweedfsPorts" -}}
+{{- toYaml (dict "s3" 8333 "master" 9333 "masterGrpc" 19333 "volume" 8080 "volumeGrpc" 18080 "filer" 8888 "filerGrpc" 18888) -}}
+{{- end -}}
+
+{{/*
+Whether the pods get S3 settings: S3 is the backend, or S3 is still configured after a switch
+back to postgres (jobs stored there stay downloadable). "true" or empty.
+*/}}
+{{- define "imgconv.s3Configured" -}}
+{{- $s := .Values.storage -}}
+{{- if or (eq $s.backend "s3") $s.seaweedfs.enabled $s.s3.endpoint -}}true{{- end -}}
+{{- end -}}
+
+{{- define "imgconv.s3Endpoint" -}}
+{{- if .Values.storage.seaweedfs.enabled -}}
+{{- printf "http://%s:%v" (include "imgconv.seaweedfsHost" .) (include "imgconv.seaweedfsPorts" . | fromYaml).s3 -}}
+{{- else -}}
+{{- .Values.storage.s3.endpoint -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The Secret with the S3 key pair; empty when the pods use their own identity (IRSA). */}}
+{{- define "imgconv.s3SecretName" -}}
+{{- if .Values.storage.s3.existingSecret -}}
+{{- .Values.storage.s3.existingSecret -}}
+{{- else if .Values.storage.seaweedfs.enabled -}}
+{{- include "imgconv.componentName" (dict "root" . "component" "seaweedfs") -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Where the API and worker pods find the key pair (files: a rotated Secret is re-read). */}}
+{{- define "imgconv.s3CredentialsDir" -}}/var/run/secrets/imgconv-s3{{- end -}}
+
+{{/* The IMGCONV_S3_* settings of the ConfigMap, as a dict (empty when S3 is not configured). */}}
+{{- define "imgconv.storageSettings" -}}
+{{- $s3 := .Values.storage.s3 -}}
+{{- $settings := dict "IMGCONV_STORAGE" .Values.storage.backend -}}
+{{- if include "imgconv.s3Configured" . -}}
+{{- $_ := set $settings "IMGCONV_S3_ENDPOINT_URL" (include "imgconv.s3Endpoint" .) -}}
+{{- $_ := set $settings "IMGCONV_S3_BUCKET" $s3.bucket -}}
+{{- $_ := set $settings "IMGCONV_S3_REGION" $s3.region -}}
+{{- $_ := set $settings "IMGCONV_S3_PATH_STYLE" (toString (or $s3.pathStyle .Values.storage.seaweedfs.enabled)) -}}
+{{- $_ := set $settings "IMGCONV_S3_PREFIX" $s3.prefix -}}
+{{- $_ := set $settings "IMGCONV_S3_PRESIGNED_DOWNLOADS" (toString $s3.presignedDownloads) -}}
+{{- $_ := set $settings "IMGCONV_S3_PRESIGN_EXPIRES_SECONDS" (toString (int64 $s3.presignExpiresSeconds)) -}}
+{{- $_ := set $settings "IMGCONV_S3_ORPHAN_GRACE_SECONDS" (toString $s3.orphanGraceSeconds) -}}
+{{- end -}}
+{{- toYaml $settings -}}
+{{- end -}}
+
+{{/* The key pair's volume of the API and worker pods (read-only, only the two keys). */}}
+{{- define "imgconv.s3CredentialsVolume" -}}
+{{- with include "imgconv.s3SecretName" . }}
+- name: s3-credentials
+  secret:
+    secretName: {{ . }}
+    defaultMode: 0440
+    items:
+      - {key: {{ $.Values.storage.s3.accessKeyIdKey }}, path: access-key-id}
+      - {key: {{ $.Values.storage.s3.secretAccessKeyKey }}, path: secret-access-key}
+{{- end }}
+{{- end -}}
+
+{{/* The env that points at them, beside the mount (containers without it get neither). */}}
+{{- define "imgconv.s3CredentialsEnv" -}}
+{{- if include "imgconv.s3SecretName" . }}
+- name: IMGCONV_S3_ACCESS_KEY_ID_FILE
+  value: {{ include "imgconv.s3CredentialsDir" . }}/access-key-id
+- name: IMGCONV_S3_SECRET_ACCESS_KEY_FILE
+  value: {{ include "imgconv.s3CredentialsDir" . }}/secret-access-key
+{{- end }}
+{{- end -}}
+
+{{- define "imgconv.s3CredentialsMount" -}}
+{{- if include "imgconv.s3SecretName" . }}
+- name: s3-credentials
+  mountPath: {{ include "imgconv.s3CredentialsDir" . }}
+  readOnly: true
+{{- end }}
+{{- end -}}
+
+{{/* The ServiceAccount of the API and worker pods: a web identity for S3, else none. */}}
+{{- define "imgconv.storageServiceAccountName" -}}
+{{- $sa := .Values.storage.s3.serviceAccount -}}
+{{- if $sa.create -}}
+{{- include "imgconv.componentName" (dict "root" . "component" "storage") -}}
+{{- else -}}
+{{- $sa.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The pod fields that follow from it: with a web identity the token must be mounted (the cloud's
+webhook projects its own from the ServiceAccount), otherwise none is.
+*/}}
+{{- define "imgconv.storageServiceAccount" -}}
+{{- with include "imgconv.storageServiceAccountName" . }}
+serviceAccountName: {{ . }}
+automountServiceAccountToken: true
+{{- else }}
+automountServiceAccountToken: false
+{{- end }}
+{{- end -}}
+
+{{/* ------------------------------------------------------------------------------------- */}}
+{{/* Metrics, monitoring and traces.                                                        */}}
+
+{{/*
+The scrape job of a component: its object name, with "imgconv" in it whatever the release is
+called (the ImgconvTargetDown rule selects up{job=~".*imgconv.*"}). (dict "root" $ "component" "api")
+*/}}
+{{- define "imgconv.metricsJob" -}}
+{{- $name := include "imgconv.componentName" . -}}
+{{- if contains "imgconv" $name -}}
+{{- $name -}}
+{{- else -}}
+{{- printf "imgconv-%s" $name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The labels of the monitors and the rule: the chart's plus the Prometheus' selector. */}}
+{{- define "imgconv.monitoringLabels" -}}
+{{ include "imgconv.labels" . }}
+{{- with .root.Values.monitoring.additionalLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* One scrape endpoint of a monitor: (dict "root" $ "component" "api" "port" "http"). */}}
+{{- define "imgconv.scrapeEndpoint" -}}
+{{- $m := .root.Values.monitoring -}}
+- port: {{ .port }}
+  path: /metrics
+  scheme: http
+  {{- with $m.interval }}
+  interval: {{ . }}
+  {{- end }}
+  {{- with $m.scrapeTimeout }}
+  scrapeTimeout: {{ . }}
+  {{- end }}
+  relabelings:
+    - action: replace
+      targetLabel: job
+      replacement: {{ include "imgconv.metricsJob" . }}
+{{- end -}}
+
+{{/* The broker's management API for the API's unacked count, or empty. */}}
+{{- define "imgconv.brokerManagementUrl" -}}
+{{- if .Values.metrics.brokerManagement -}}
+{{- if .Values.rabbitmq.enabled -}}
+{{- printf "http://%s:15672" (include "imgconv.rabbitmqHost" .) -}}
+{{- else -}}
+{{- .Values.rabbitmq.external.managementUrl -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* PROMETHEUS_MULTIPROC_DIR: where several processes of one pod write their metrics. */}}
+{{- define "imgconv.multiprocessDir" -}}/var/run/imgconv-metrics{{- end -}}
+
+{{/*
+The OTEL_* env of the API and worker containers (nothing when tracing is off): the endpoint,
+the sampler, and the pod's identity ahead of the resource attributes given as values.
+*/}}
+{{- define "imgconv.tracingEnv" -}}
+{{- $t := .Values.tracing -}}
+{{- if $t.enabled }}
+- name: OTEL_EXPORTER_OTLP_ENDPOINT
+  value: {{ $t.endpoint | quote }}
+{{- with $t.sampler }}
+- name: OTEL_TRACES_SAMPLER
+  value: {{ . | quote }}
+{{- end }}
+{{- with $t.samplerArg }}
+- name: OTEL_TRACES_SAMPLER_ARG
+  value: {{ . | quote }}
+{{- end }}
+- name: OTEL_POD_NAME
+  valueFrom:
+    fieldRef: {fieldPath: metadata.name}
+{{- $attributes := list (printf "k8s.namespace.name=%s" .Release.Namespace) "k8s.pod.name=$(OTEL_POD_NAME)" }}
+{{- range $key, $value := $t.resourceAttributes }}
+{{- $attributes = append $attributes (printf "%s=%v" $key $value) }}
+{{- end }}
+- name: OTEL_RESOURCE_ATTRIBUTES
+  value: {{ join "," $attributes | quote }}
+{{- range $key, $value := $t.extraEnv }}
+- name: {{ $key }}
+  value: {{ toString $value | quote }}
+{{- end }}
 {{- end }}
 {{- end -}}
