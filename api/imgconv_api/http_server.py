@@ -13,30 +13,34 @@ The body's own deadline is the app's (`imgconv_api.uploads`). Run uvicorn with
 from __future__ import annotations
 
 import asyncio
+from http import HTTPStatus
 from typing import Any
 
 from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
-from imgconv_api.errors import error_body
+from imgconv_api.errors import domain_error_body, headers_of, status_of
+from imgconv_core.errors import RequestTimeout
 from imgconv_core.settings import get_settings
 
 HTTP_PROTOCOL = "imgconv_api.http_server:DeadlineHttpProtocol"
 
 
 def timeout_response(seconds: float) -> bytes:
-    """The raw 408 answer to headers that arrive too slowly."""
-    body = error_body(
-        "request_timeout", f"the request headers did not arrive within {seconds:g} seconds"
+    """The raw answer (408) to headers that arrive too slowly; status, code and headers are
+    the RequestTimeout domain error's, from the one error table."""
+    exc = RequestTimeout(f"the request headers did not arrive within {seconds:g} seconds")
+    status = HTTPStatus(status_of(exc))
+    body = domain_error_body(exc)
+    # The connection closes whatever the table says: the rest of the request is never read.
+    headers = {name.lower(): value for name, value in headers_of(exc).items()}
+    headers |= {"content-type": "application/json", "content-length": str(len(body))}
+    headers["connection"] = "close"
+    head = f"HTTP/1.1 {status.value} {status.phrase}\r\n" + "".join(
+        f"{name}: {value}\r\n" for name, value in headers.items()
     )
-    head = (
-        "HTTP/1.1 408 Request Timeout\r\n"
-        "content-type: application/json\r\n"
-        f"content-length: {len(body)}\r\n"
-        "connection: close\r\n\r\n"
-    )
-    return head.encode() + body
+    return (head + "\r\n").encode() + body
 
 
 class DeadlineHttpProtocol(HttpToolsProtocol):

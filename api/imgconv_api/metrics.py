@@ -32,6 +32,7 @@ from starlette.requests import Request
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from imgconv_api.paths import API_PREFIX
 from imgconv_core.db.models import Job
 from imgconv_core.jobs import CONVERSIONS_QUEUE, JobStatus
 from imgconv_core.status_cache import CachedJob
@@ -105,7 +106,7 @@ UPLOAD_BYTES_IN_MEMORY = Gauge(
     multiprocess_mode="livesum",
 )
 
-UPLOAD_ROUTE = "/api/v1/jobs"
+UPLOAD_ROUTE = f"{API_PREFIX}/jobs"
 
 
 class AcceptedJob(Protocol):

@@ -13,7 +13,6 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import delete, func, select, tuple_, update
@@ -21,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from imgconv_core.db.models import IdempotencyKey, Job
 from imgconv_core.jobs import JobStatus
+from imgconv_core.processes import pid_alive
 from imgconv_core.storage import BlobStore, BlobStores, blob_key, job_keys
 
 WORKER_LOST = "worker_lost"
@@ -29,21 +29,6 @@ WORKER_LOST = "worker_lost"
 def current_claimant() -> str:
     """This process's identity in `jobs.claimed_by`."""
     return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A killed process whose parent died too may linger as a zombie until something reaps it.
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rpartition(")")[2].split()[0] != "Z"
 
 
 def holder_is_dead(claimed_by: str, me: str) -> bool:
@@ -57,7 +42,7 @@ def holder_is_dead(claimed_by: str, me: str) -> bool:
     host, _, pid = claimed_by.rpartition(":")
     if host != me.rpartition(":")[0] or not pid.isdigit():
         return False
-    return not _pid_alive(int(pid))
+    return not pid_alive(int(pid))
 
 
 class ClaimOutcome(StrEnum):

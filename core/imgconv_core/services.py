@@ -1,4 +1,5 @@
-"""What a client does with its jobs: accept an upload, cancel a job, remove it, look it up.
+"""What a client does with its jobs: accept an upload, cancel a job, remove it, look it up,
+download its images; and the token that makes a client.
 
 Each service is one transaction that reads what it changes under a lock (or a conditional
 INSERT), so a worker finishing the job at the same moment is either before or after it, never
@@ -11,7 +12,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import redis
 from psycopg.errors import ForeignKeyViolation
@@ -23,13 +24,23 @@ from imgconv_core.db import job_store
 from imgconv_core.db.job_store import JobRow
 from imgconv_core.db.models import Job
 from imgconv_core.db.session import transaction
-from imgconv_core.errors import IdempotencyConflict, JobNotFound, Unauthorized, UploadGone
+from imgconv_core.errors import (
+    IdempotencyConflict,
+    ImageGone,
+    JobNotCompleted,
+    JobNotFound,
+    Unauthorized,
+    UploadGone,
+)
+from imgconv_core.images.formats import EXTENSIONS
 from imgconv_core.images.inspect import ImageLimits
 from imgconv_core.job_ids import job_id_belongs, new_job_id
 from imgconv_core.jobs import JobStatus
 from imgconv_core.settings import Settings
-from imgconv_core.storage import BlobStores
+from imgconv_core.storage import BlobReader, BlobRole, BlobStores, blob_key
+from imgconv_core.storage.s3 import S3BlobStore
 from imgconv_core.telemetry.metrics import observe_terminal
+from imgconv_core.tokens import issue_token as new_token
 from imgconv_core.uploads import Upload, parse_conversion_request, prepare_jobs, upload_fingerprint
 
 log = logging.getLogger(__name__)
@@ -181,3 +192,63 @@ def _cache(ctx: ServiceContext, job: JobRow) -> bytes:
     except redis.RedisError as exc:
         log.warning("status cache write failed for job %s: %s", job.id, exc)
     return status_cache.entry_body(entry)
+
+
+@dataclass(frozen=True)
+class Download:
+    """A job's image as a download answers it: nothing (the client's copy is current), an open
+    reader to send (the caller closes it), or a presigned URL to send the client to."""
+
+    etag: str  # the same for the life of the image: it never changes once stored
+    filename: str
+    reader: BlobReader | None = None
+    url: str | None = None
+
+
+def download_name(job: Job, role: BlobRole) -> str:
+    """The original name for the source; the same stem with the target's extension for a result."""
+    if role == "source":
+        return job.filename
+    stem = job.filename.rsplit(".", 1)[0] if "." in job.filename else job.filename
+    return f"{stem}.{EXTENSIONS.get(job.target_format, job.target_format)}"
+
+
+def open_download(
+    ctx: ServiceContext,
+    client_id: uuid.UUID,
+    job_id: uuid.UUID,
+    role: BlobRole,
+    known_etag: str | None = None,
+) -> Download:
+    """A job's source or result image. A result exists once the job is completed; a canceled
+    job's images are deleted. When `known_etag` is the image's ETag nothing is opened."""
+    job = own_job(ctx, client_id, job_id)
+    if role == "result" and job.status != JobStatus.COMPLETED.value:
+        raise JobNotCompleted(
+            f"the job is {job.status}; the result exists once it is completed",
+            details={"status": job.status},
+        )
+    # Checked after ownership and completion, so a stale ETag cannot hide a 404 or 409.
+    download = Download(etag=f'"{job_id}-{role}"', filename=download_name(job, role))
+    if known_etag == download.etag:
+        return download
+    store = ctx.stores.of(job.storage)
+    key = blob_key(job_id, role)
+    if isinstance(store, S3BlobStore) and ctx.settings.s3_presigned_downloads:
+        # Presigning does not look at the object: the job's state says whether it exists.
+        if job.status == JobStatus.CANCELED.value:
+            raise ImageGone(f"the {role} image was deleted")
+        return replace(download, url=store.presigned_url(key))
+    with ctx.reads() as tx:
+        reader = store.open(tx, key)
+    if reader is None:
+        raise ImageGone(f"the {role} image was deleted")
+    return replace(download, reader=reader)
+
+
+def issue_token(ctx: ServiceContext) -> str:
+    """A new anonymous client and its bearer token (the database keeps only its hash)."""
+    issued = new_token(ctx.secret)
+    with transaction(ctx.sessions) as tx:
+        job_store.create_client(tx, issued)
+    return issued.token

@@ -1,7 +1,8 @@
 /**
- * Same-origin access to the API outside Kubernetes: forwards /api/* to IMGCONV_API_URL, read
- * on every request (so `next start` and the standalone server follow the environment they run
- * in, not the one they were built in). Bodies are streamed both ways.
+ * Same-origin access to the API wherever no Ingress or HTTPRoute sends /api to it: local runs,
+ * and a cluster reached by `kubectl port-forward` to the frontend Service. Forwards /api/* to
+ * IMGCONV_API_URL, read on every request (so the standalone server follows the environment it
+ * runs in, not the one it was built in). Bodies are streamed both ways.
  */
 
 export const DEFAULT_API_URL = 'http://127.0.0.1:8000';

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import yaml
 
-from tests.chart.crds import CRD_DIR
-from tests.chart.crds import SCHEMA_DIR as THIRD_PARTY_SCHEMAS
+from tests.support.crds import CRD_DIR
+from tests.support.crds import SCHEMA_DIR as THIRD_PARTY_SCHEMAS
 from tests.support.helm import ROOT, helm, render
 
 CRD_NAMES = {"workerautoscalers.imgconv.io", "kopfpeerings.kopf.dev"}

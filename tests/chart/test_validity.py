@@ -9,9 +9,9 @@ import jsonschema
 import kubernetes_validate
 import pytest
 
-from tests.chart.crds import crds, validate_custom_resource
 from tests.chart.objects import label
 from tests.chart.scenarios import SCENARIOS
+from tests.support.crds import crds, validate_custom_resource
 from tests.support.helm import render
 
 KUBE_VERSIONS = ["1.30.0", "1.37.0"]

@@ -1,10 +1,15 @@
-"""Pure API helpers: file names, Content-Disposition, client IP behind proxies."""
+"""Pure API helpers: file names, Content-Disposition, client IP behind proxies, the raw 408."""
 
 from __future__ import annotations
+
+import io
+import json
+from http.client import HTTPResponse
 
 import pytest
 from starlette.requests import Request
 
+from imgconv_api.http_server import timeout_response
 from imgconv_api.rate_limits import RateLimits
 from imgconv_api.routes.jobs import content_disposition
 from imgconv_api.uploads import safe_filename
@@ -48,3 +53,24 @@ def test_forwarded_for_is_trusted_only_from_configured_proxies() -> None:
     assert limits.client_ip(request_from("198.51.100.1", "1.2.3.4")) == "198.51.100.1"
     untrusting = RateLimits(Settings(mode="local"))
     assert untrusting.client_ip(request_from("10.1.2.3", "1.2.3.4")) == "10.1.2.3"
+
+
+class _Raw:
+    """Just enough of a socket for `HTTPResponse` to parse bytes."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def makefile(self, mode: str) -> io.BufferedReader:
+        return io.BufferedReader(io.BytesIO(self.data))
+
+
+def test_slow_headers_answer_is_a_complete_408_that_closes_the_connection() -> None:
+    answer = HTTPResponse(_Raw(timeout_response(2.5)))  # type: ignore[arg-type]
+    answer.begin()
+    assert (answer.status, answer.reason) == (408, "Request Timeout")
+    assert answer.getheader("connection") == "close"
+    assert answer.getheader("content-type") == "application/json"
+    error = json.loads(answer.read())["error"]
+    assert error["code"] == "request_timeout"
+    assert "2.5 seconds" in error["message"]

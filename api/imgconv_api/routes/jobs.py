@@ -9,7 +9,7 @@ from __future__ import annotations
 import urllib.parse
 import uuid
 from collections.abc import Iterator
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from fastapi.responses import RedirectResponse, StreamingResponse
@@ -31,13 +31,10 @@ from imgconv_api.schemas import (
 from imgconv_api.uploads import parse_upload
 from imgconv_core import services
 from imgconv_core.db import job_store
-from imgconv_core.db.models import Job as JobRow
-from imgconv_core.errors import ImageGone, JobNotCompleted, JobNotFound
-from imgconv_core.images.formats import EXTENSIONS
+from imgconv_core.errors import JobNotFound
 from imgconv_core.jobs import JobStatus
 from imgconv_core.services import ServiceContext
-from imgconv_core.storage import DOWNLOAD_CHUNK_BYTES, BlobReader, blob_key
-from imgconv_core.storage.s3 import S3BlobStore
+from imgconv_core.storage import DOWNLOAD_CHUNK_BYTES, BlobReader, BlobRole
 from imgconv_core.telemetry.tracing import current_traceparent
 
 router = APIRouter(tags=["jobs"])
@@ -258,45 +255,24 @@ def content_disposition(filename: str) -> str:
     return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quoted}"
 
 
-def download_name(job: JobRow, role: Literal["source", "result"]) -> str:
-    """The original name for the source; the same stem with the target's extension for a result."""
-    if role == "source":
-        return job.filename
-    stem = job.filename.rsplit(".", 1)[0] if "." in job.filename else job.filename
-    return f"{stem}.{EXTENSIONS.get(job.target_format, job.target_format)}"
-
-
 async def _download(
     ctx: ServiceContext,
     if_none_match: str | None,
     client_id: uuid.UUID,
     job_id: str,
-    role: Literal["source", "result"],
+    role: BlobRole,
 ) -> Response:
     uid = _parse_id(job_id)
-    etag = f'"{uid}-{role}"'
 
     def load() -> Response:
-        job = services.own_job(ctx, client_id, uid)
-        if role == "result" and job.status != JobStatus.COMPLETED.value:
-            raise JobNotCompleted(
-                f"the job is {job.status}; the result exists once it is completed",
-                details={"status": job.status},
-            )
-        headers = {"ETag": etag, "Cache-Control": DOWNLOAD_CACHE}
-        if if_none_match == etag:
+        download = services.open_download(ctx, client_id, uid, role, if_none_match)
+        headers = {"ETag": download.etag, "Cache-Control": DOWNLOAD_CACHE}
+        if download.url is not None:
+            return RedirectResponse(download.url, status_code=307)
+        reader = download.reader
+        if reader is None:  # the client's copy is current
             return Response(status_code=304, headers=headers)
-        store = ctx.stores.of(job.storage)
-        key = blob_key(uid, role)
-        if isinstance(store, S3BlobStore) and ctx.settings.s3_presigned_downloads:
-            if job.status == JobStatus.CANCELED.value:  # a canceled job's images are deleted
-                raise ImageGone(f"the {role} image was deleted")
-            return RedirectResponse(store.presigned_url(key), status_code=307)
-        with ctx.reads() as tx:
-            reader = store.open(tx, key)
-        if reader is None:
-            raise ImageGone(f"the {role} image was deleted")
-        headers["Content-Disposition"] = content_disposition(download_name(job, role))
+        headers["Content-Disposition"] = content_disposition(download.filename)
         headers["X-Content-Type-Options"] = "nosniff"
         if reader.size <= DOWNLOAD_CHUNK_BYTES:  # one piece: no streaming machinery needed
             try:

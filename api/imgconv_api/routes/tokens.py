@@ -7,9 +7,7 @@ from starlette.concurrency import run_in_threadpool
 
 from imgconv_api.deps import StateDep
 from imgconv_api.schemas import TokenOut, errors
-from imgconv_core.db.job_store import create_client
-from imgconv_core.db.session import transaction
-from imgconv_core.tokens import issue_token
+from imgconv_core import services
 
 router = APIRouter(tags=["tokens"])
 
@@ -25,11 +23,5 @@ async def create_token(request: Request, state: StateDep) -> TokenOut:
     """A new anonymous client token; send it as `Authorization: Bearer <token>`."""
     limits = state.rate_limits
     await limits.hit(limits.token_per_ip, "tokens-ip", limits.client_ip(request))
-    issued = issue_token(state.services.secret)
-
-    def store() -> None:
-        with transaction(state.services.sessions) as tx:
-            create_client(tx, issued)
-
-    await run_in_threadpool(store)
-    return TokenOut(token=issued.token)
+    token = await run_in_threadpool(services.issue_token, state.services)
+    return TokenOut(token=token)

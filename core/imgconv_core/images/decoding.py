@@ -21,10 +21,12 @@ Image.MAX_IMAGE_PIXELS = None
 # What Pillow and its plugins raise while reading malformed data. Each type was seen from
 # damaged files, including the three that look like programming errors: TypeError (a TIFF
 # page without dimensions), KeyError (a TIFF with an unknown compression) and RuntimeError
-# (AVIF and HEIF decoders). So the set cannot be smaller; what keeps our own bugs out of it
-# is the scope: it is caught only around Pillow reading the file (`reading`, open, seek,
-# load, EXIF parsing), never around our resizing, colour or metadata code, nor the encoder.
-# MemoryError is left out: running out of memory says nothing about the file.
+# (Pillow's AVIF decoder on a damaged AV1 picture: "Decoding of color planes failed"); the
+# three have tests in tests/unit/images/test_decoding.py. So the set cannot be smaller; what
+# keeps our own bugs out of it is the scope: it is caught only around Pillow reading the file
+# (`reading`, open, seek, load, EXIF parsing), never around our resizing, colour or metadata
+# code, nor the encoder. MemoryError is left out: running out of memory says nothing about
+# the file.
 DECODE_ERRORS: tuple[type[Exception], ...] = (
     OSError,
     SyntaxError,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from io import BytesIO
 from typing import TYPE_CHECKING
@@ -81,6 +83,17 @@ def exif_orientation(im: Image.Image) -> int:
     return value if isinstance(value, int) and 1 <= value <= 8 else 1
 
 
+@contextmanager
+def _reading_frames(fmt: str) -> Iterator[None]:
+    """Scope of a Pillow call that reads frames: its errors are the file's."""
+    try:
+        yield
+    except DECODE_ERRORS:
+        raise ImageDecodeError(
+            f"The {fmt.upper()} image is truncated or corrupt: its frames cannot be read."
+        ) from None
+
+
 def count_frames(im: Image.Image, fmt: str) -> int:
     """Return the number of frames we would convert."""
     if fmt in ("heic", "jpeg"):
@@ -88,7 +101,8 @@ def count_frames(im: Image.Image, fmt: str) -> int:
         # MPO JPEG (phones' depth or gain maps, stereo pairs) are not animation frames:
         # we convert the primary image only.
         return 1
-    n_frames = getattr(im, "n_frames", 1)
+    with _reading_frames(fmt):  # Pillow counts by walking the file (GIF, PNG, WebP...)
+        n_frames = getattr(im, "n_frames", 1)
     return n_frames if isinstance(n_frames, int) and n_frames > 0 else 1
 
 
@@ -140,11 +154,13 @@ def _tiff_pixels(im: Image.Image, frames: int, limits: ImageLimits) -> int:
     # TIFF pages each have their own size; seeking reads only the page's directory.
     total = 0
     for page in range(frames):
-        im.seek(page)
+        with _reading_frames("tiff"):
+            im.seek(page)
         total += im.width * im.height
         if total > limits.max_pixels:
             break
-    im.seek(0)
+    with _reading_frames("tiff"):
+        im.seek(0)
     return total
 
 
@@ -172,19 +188,14 @@ def _check(im: Image.Image, fmt: str, gif: GifGeometry | None, limits: ImageLimi
     # Checked before counting frames: counting can mean walking the whole file.
     if pixels > limits.max_pixels:
         raise _too_large(pixels, f"{width} x {height}", limits)
-    try:
-        if frames is None:
-            frames = count_frames(im, fmt)
-        if frames > limits.max_frames:
-            raise TooManyFrames(
-                f"The image has {frames} frames; the limit is {limits.max_frames}.",
-                details={"frames": frames, "max_frames": limits.max_frames},
-            )
-        total = _tiff_pixels(im, frames, limits) if fmt == "tiff" else frames * pixels
-    except DECODE_ERRORS:
-        raise ImageDecodeError(
-            f"The {fmt.upper()} image is truncated or corrupt: its frames cannot be read."
-        ) from None
+    if frames is None:
+        frames = count_frames(im, fmt)
+    if frames > limits.max_frames:
+        raise TooManyFrames(
+            f"The image has {frames} frames; the limit is {limits.max_frames}.",
+            details={"frames": frames, "max_frames": limits.max_frames},
+        )
+    total = _tiff_pixels(im, frames, limits) if fmt == "tiff" else frames * pixels
     if total > limits.max_pixels:
         raise _too_large(total, f"{frames} frames", limits)
     if exif_orientation(im) in SWAPS_AXES:

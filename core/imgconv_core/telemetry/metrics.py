@@ -32,6 +32,8 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from imgconv_core.processes import pid_alive
+
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 # `*_created` series double every counter and histogram for a value no panel or rule reads.
@@ -101,27 +103,13 @@ def mark_process_dead(pid: int) -> None:
 _PID_OF_FILE = re.compile(r"_(\d+)\.db$")
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a killed child stays a zombie until its parent reaps it: dead all the same
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rpartition(")")[2].split()[0] != "Z"
-
-
 def forget_dead_processes(path: Path) -> None:
     """`mark_process_dead` for every process that left live gauge files and is gone."""
     pids = {
         int(m.group(1)) for f in path.glob("gauge_live*.db") if (m := _PID_OF_FILE.search(f.name))
     }
     for pid in pids:
-        if not _pid_alive(pid):
+        if not pid_alive(pid):
             multiprocess.mark_process_dead(pid, str(path))  # type: ignore[no-untyped-call]
 
 

@@ -21,21 +21,25 @@ export interface JobLinks {
   source: string;
 }
 
+/** The API's `Job` schema (core JobView plus links); tests/unit/test_frontend_types.py keeps them
+ * in step. */
 export interface Job {
   id: string;
   status: JobStatus;
   filename: string;
-  source_format: string | null;
+  source_format: string;
   target_format: string;
   options: Record<string, unknown>;
-  source_bytes: number | null;
+  source_bytes: number;
   result_bytes: number | null;
   /** Of the result, once there is one. */
   width: number | null;
   height: number | null;
-  /** Of the original (sent by the API since v1; optional so older answers still parse). */
-  source_width?: number | null;
-  source_height?: number | null;
+  /** Of the original. */
+  source_width: number;
+  source_height: number;
+  /** Conversions started so far (a retry after a lost worker counts again). */
+  attempts: number;
   created_at: string;
   started_at: string | null;
   finished_at: string | null;

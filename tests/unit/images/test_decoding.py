@@ -53,6 +53,23 @@ def test_pillow_errors_that_look_like_bugs_are_decode_errors_while_reading(
         assert isinstance(exc.value.__context__, pillow_raises)
 
 
+def damaged_av1_payload() -> bytes:
+    """A valid AVIF container whose coded picture (the `mdat` payload) is overwritten."""
+    data = encode(quadrants(), "AVIF")
+    payload = data.index(b"mdat") + 4 + 8  # past the box type and the first bytes
+    return data[:payload] + b"\xff" * (len(data) - payload)
+
+
+def test_a_damaged_avif_picture_raises_runtime_error_and_is_a_decode_error() -> None:
+    # Pillow's AVIF decoder raises RuntimeError ("Decoding of color planes failed") for a
+    # picture libavif cannot decode: why DECODE_ERRORS holds RuntimeError.
+    data = damaged_av1_payload()
+    with pytest.raises(ImageDecodeError) as exc:
+        convert_image(data, ConversionOptions(target=ImageFormat.PNG), LIMITS)
+    assert exc.value.code == "decode_failed"
+    assert isinstance(exc.value.__context__, RuntimeError)
+
+
 def test_a_bug_in_our_pixel_code_is_raised_as_it_is(monkeypatch: pytest.MonkeyPatch) -> None:
     def broken(*_: object) -> None:
         raise TypeError("a bug of ours")

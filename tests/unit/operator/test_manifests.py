@@ -12,7 +12,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from tests.chart.crds import CRD_DIR, to_json_schema
+from tests.support.crds import CRD_DIR, to_json_schema
 
 
 def crd_documents() -> list[dict[str, Any]]:
