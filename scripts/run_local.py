@@ -1191,7 +1191,8 @@ def frontend_build_needed(frontend: Path, stamp_file: Path) -> bool:
 
 def standalone_server(frontend: Path) -> Path:
     """The production server of the standalone build (`output: 'standalone'`), with the static
-    files it serves copied beside it as the image does (`next start` warns that it does not serve standalone builds)."""
+    files it serves copied beside it as the image does (`next start` warns that it does not
+    serve standalone builds)."""
     standalone = frontend / ".next" / "standalone"
     server = standalone / "server.js"
     if not server.is_file():
