@@ -183,6 +183,40 @@ def test_api_processes_count_exactly_together(stack: Stack, tmp_path: Path) -> N
         proc.stop()
 
 
+def test_one_api_process_with_a_multiprocess_dir_keeps_its_counts(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """`imgconv api` as ONE process with PROMETHEUS_MULTIPROC_DIR: the directory is emptied
+    before any metric opens its file there, so this process's counters and live gauges are
+    written to files a scrape reads (not to files deleted under it), and an earlier run's
+    files still do not count."""
+    multiproc = tmp_path / "api-one-multiproc"
+    multiproc.mkdir()
+    plant_stale_counter(multiproc, "imgconv_api_polls", {"outcome": "changed"})
+    proc, url = start_api(stack, workers=1, PROMETHEUS_MULTIPROC_DIR=str(multiproc))
+    try:
+        client = ApiClient(url)
+        job = client.upload_ok([("one.png", photo(8, 8, "PNG"))], format="webp")[0]
+        polls = 5
+        for _ in range(polls):
+            assert client.job(job["id"]).status_code == 200
+        text = scrape(f"{url}/metrics")
+        assert total(text, "imgconv_api_polls_total", outcome="changed") == polls
+        accepted = {"source_format": "png", "target_format": "webp"}
+        assert total(text, "imgconv_api_jobs_accepted_total", **accepted) == 1
+        # Unlabelled live gauges (their file opens at import): present, and at rest.
+        found = samples(text)
+        for gauge in (
+            "imgconv_api_long_polls_in_progress",
+            "imgconv_api_upload_bytes_held",
+            "imgconv_api_upload_bytes_in_memory",
+        ):
+            assert [value for _, value in found.get(gauge, [])] == [0.0], gauge
+        assert promtool_lint(text) == ""
+    finally:
+        proc.stop()
+
+
 def test_polls_are_counted_by_outcome_and_source(stack: Stack, api: str) -> None:
     """No worker runs now: the jobs stay queued, so every outcome can be produced on purpose."""
     client = ApiClient(api)
