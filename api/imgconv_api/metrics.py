@@ -49,14 +49,15 @@ REQUEST_SECONDS = Histogram(
     buckets=HTTP_BUCKETS,
 )
 
-# Polls: every answer of GET /api/v1/jobs/{id}, by what the client learnt.
+# Polls: every answer of GET /api/v1/jobs/{id}, by what the client learnt. No `rate_limited`:
+# polls are not rate limited (the fast path answers them from Redis; a limiter would add its own
+# Redis round trip to each); a poll storm shows in the ImgconvPollStorm alert instead.
 POLL_OUTCOMES = (
     "changed",
     "not_modified",
     "timeout",
     "not_found",
     "unauthorized",
-    "rate_limited",
     "error",
 )
 _POLL_ERRORS = {"job_not_found": "not_found", "unauthorized": "unauthorized"}
@@ -119,7 +120,7 @@ class AcceptedJob(Protocol):
 
 def poll_error_outcome(code: str) -> str:
     """The poll outcome of an error code."""
-    return _POLL_ERRORS.get(code) or ("rate_limited" if code == "rate_limited" else "error")
+    return _POLL_ERRORS.get(code, "error")
 
 
 def count_accepted(jobs: Sequence[AcceptedJob]) -> None:

@@ -114,14 +114,19 @@ def run_conversion(ctx: WorkerContext, job_id: uuid.UUID) -> ConversionReport:
     publish_status(ctx, job)
     if claim.outcome is ClaimOutcome.EXHAUSTED:
         observe_terminal(job, by_worker=False)
-        return ConversionReport(Outcome.FAILED, error_code=job.error_code)
+        return ConversionReport(
+            Outcome.FAILED,
+            error_code=job.error_code,
+            source_format=job.source_format,
+            target_format=job.target_format,
+        )
     store = ctx.stores.of(job.storage)
     # Read after the claim committed: the row lock is not held while the bytes travel.
     # Unreachable storage raises StorageUnavailable: the task retries it as transient.
     with ctx.sessions() as tx:
         source = store.get(tx, blob_key(job_id, "source"))
     if source is None:  # canceled between claim and read
-        return finish_failed(ctx, job_id, me, "source_missing", "the source image is gone")
+        return finish_failed(ctx, job_id, me, "source_missing", "the source image is gone", job)
     try:
         with TRACER.start_as_current_span("imgconv.convert_image"):
             converted = convert_image(

@@ -183,6 +183,40 @@ def test_api_processes_count_exactly_together(stack: Stack, tmp_path: Path) -> N
         proc.stop()
 
 
+def test_one_api_process_with_a_multiprocess_dir_keeps_its_counts(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """`imgconv api` as ONE process with PROMETHEUS_MULTIPROC_DIR: the directory is emptied
+    before any metric opens its file there, so this process's counters and live gauges are
+    written to files a scrape reads (not to files deleted under it), and an earlier run's
+    files still do not count."""
+    multiproc = tmp_path / "api-one-multiproc"
+    multiproc.mkdir()
+    plant_stale_counter(multiproc, "imgconv_api_polls", {"outcome": "changed"})
+    proc, url = start_api(stack, workers=1, PROMETHEUS_MULTIPROC_DIR=str(multiproc))
+    try:
+        client = ApiClient(url)
+        job = client.upload_ok([("one.png", photo(8, 8, "PNG"))], format="webp")[0]
+        polls = 5
+        for _ in range(polls):
+            assert client.job(job["id"]).status_code == 200
+        text = scrape(f"{url}/metrics")
+        assert total(text, "imgconv_api_polls_total", outcome="changed") == polls
+        accepted = {"source_format": "png", "target_format": "webp"}
+        assert total(text, "imgconv_api_jobs_accepted_total", **accepted) == 1
+        # Unlabelled live gauges (their file opens at import): present, and at rest.
+        found = samples(text)
+        for gauge in (
+            "imgconv_api_long_polls_in_progress",
+            "imgconv_api_upload_bytes_held",
+            "imgconv_api_upload_bytes_in_memory",
+        ):
+            assert [value for _, value in found.get(gauge, [])] == [0.0], gauge
+        assert promtool_lint(text) == ""
+    finally:
+        proc.stop()
+
+
 def test_polls_are_counted_by_outcome_and_source(stack: Stack, api: str) -> None:
     """No worker runs now: the jobs stay queued, so every outcome can be produced on purpose."""
     client = ApiClient(api)
@@ -260,3 +294,43 @@ def test_rejections_cancels_and_discovery(stack: Stack, api: str) -> None:
     assert delta("imgconv_job_end_to_end_seconds_count", outcome="canceled") == 1
     assert delta("imgconv_job_result_discovery_seconds_count", outcome="canceled") == 1
     assert promtool_lint(after) == ""
+
+
+def test_a_job_out_of_attempts_is_counted_with_its_formats(
+    stack: Stack, api: str, tmp_path: Path
+) -> None:
+    """A claim that finds the job out of attempts fails it: the worker's conversion counter
+    names the job's formats (read from its row), never an empty label."""
+    client = ApiClient(api)
+    job = client.upload_ok([("spent.png", photo(8, 8, "PNG"))], format="webp")[0]
+    with psycopg.connect(pg(stack), autocommit=True) as conn:
+        # As if workers had crashed on it many times: the next claim gives up on it.
+        conn.execute("UPDATE jobs SET attempts = 1000 WHERE id = %s", (job["id"],))
+    port = free_port()
+    worker = start_worker(
+        stack,
+        PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "multiproc"),
+        IMGCONV_WORKER_METRICS_PORT=str(port),
+    )
+    try:
+        wait_for(
+            lambda: statuses(stack, [job["id"]]) == {job["id"]: "failed"},
+            60,
+            f"the spent job did not fail:\n{worker.output()[-3000:]}",
+        )
+        metrics_url = f"http://127.0.0.1:{port}/metrics"
+        failed = {"outcome": "failed", "source_format": "png", "target_format": "webp"}
+        wait_for(
+            lambda: total(scrape(metrics_url), "imgconv_worker_conversions_total", **failed) == 1,
+            30,
+            f"no failed png->webp conversion counted:\n{scrape(metrics_url)}",
+        )
+        text = scrape(metrics_url)
+        assert not [
+            labels
+            for labels, _ in samples(text).get("imgconv_worker_conversions_total", [])
+            if "" in (labels["source_format"], labels["target_format"])
+        ]
+        assert promtool_lint(text) == ""
+    finally:
+        worker.stop()

@@ -115,6 +115,14 @@ def test_one_trace_from_upload_to_stored_result(stack: Stack, collector: TraceCo
     )
     run = next(s for s in spans if s.name == "run/imgconv.convert")
     assert run.kind == CONSUMER
+    # Status-cache writes (Redis) belong to the trace: the upload's, in the request, and the
+    # worker's (processing, then completed), in its task run.
+    redis_spans = [s for s in spans if s.attributes.get("db.system") == "redis"]
+    for inside in ("imgconv-api:POST /api/v1/jobs", "imgconv-worker:run/imgconv.convert"):
+        service = inside.split(":", 1)[0]
+        assert any(s.service == service and inside in chain(spans, s) for s in redis_spans), dump(
+            [(s.service, s.name, s.attributes) for s in spans]
+        )
     # The upload's own queries belong to the request too.
     assert any(s.name.startswith("INSERT") and s.service == "imgconv-api" for s in spans)
     # Polls are not traced (the fast path answers them before FastAPI), nor the queries of

@@ -83,6 +83,21 @@ class Prometheus:
         result: list[dict[str, Any]] = body["data"]["result"]
         return result
 
+    def query_range(
+        self, expr: str, start: float, end: float, step: float = 1.0
+    ) -> list[dict[str, Any]]:
+        """A range query's result matrix (each series' `values`: [time, "value"] pairs)."""
+        response = httpx.get(
+            f"{self.url}/api/v1/query_range",
+            params={"query": expr, "start": start, "end": end, "step": step},
+            timeout=30,
+        )
+        body = response.json()
+        if body.get("status") != "success":
+            raise AssertionError(f"query failed: {expr}\n{body}")
+        result: list[dict[str, Any]] = body["data"]["result"]
+        return result
+
     def value(self, expr: str) -> float | None:
         """The single value of an instant query (None when it returned nothing)."""
         result = self.query(expr)

@@ -43,6 +43,7 @@ from imgconv_core.telemetry.metrics import BuildInfo
 log = logging.getLogger(__name__)
 
 PORT_ENV = "IMGCONV_WORKER_METRICS_PORT"
+UNKNOWN = "unknown"  # a format label of a task run that did not learn its job's formats
 
 CONVERSIONS = Counter(
     "imgconv_worker_conversions_total",
@@ -98,8 +99,10 @@ def track_conversion() -> Iterator[Callable[[ConversionReport], None]]:
         outcome = seen[0].outcome.value if seen else "error"
         CONVERSION_SECONDS.labels(outcome).observe(time.perf_counter() - start)
         if seen:
+            # A run that never read its job (a duplicate dropped, a job gone) has no formats.
+            report = seen[0]
             CONVERSIONS.labels(
-                outcome, seen[0].source_format or "", seen[0].target_format or ""
+                outcome, report.source_format or UNKNOWN, report.target_format or UNKNOWN
             ).inc()
 
 

@@ -89,15 +89,18 @@ def api(
 ) -> None:
     """Serve the HTTP API (uploads, polls, downloads, /healthz, /readyz, /metrics)."""
     load_settings()
+    from imgconv_core.telemetry.multiprocess_dir import prepare_multiprocess_dir
+
+    # An earlier run's metric files would add up. First of all: the imports below define
+    # metrics, which open this process's files; emptied later, the API (one process) would
+    # write its counts to deleted files.
+    prepare_multiprocess_dir()
     import uvicorn
+
+    from imgconv_api.http_server import HTTP_PROTOCOL
 
     probe_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104
     record_process("api", health_url=f"http://{probe_host}:{port}/healthz")
-    from imgconv_api.http_server import HTTP_PROTOCOL
-    from imgconv_core.telemetry.metrics import prepare_multiprocess_dir
-
-    # Before uvicorn starts its processes: an earlier run's metric files would add up.
-    prepare_multiprocess_dir()
     uvicorn.run(
         APP_FACTORY,
         factory=True,

@@ -4,7 +4,8 @@ job, so the API and the worker expose the same series).
 
 Multiprocess: when PROMETHEUS_MULTIPROC_DIR is set before prometheus_client is imported, every
 process writes its values to files there and a scrape merges them. The directory must be emptied
-once when the component starts (before any child forks), and live gauges of a process that
+once when the component starts, before any metric is defined and any child forks
+(`imgconv_core.telemetry.multiprocess_dir`), and live gauges of a process that
 exited must be dropped (`mark_process_dead`); `exposition` also drops those of any process that
 died without saying so (SIGKILL, OOM), so "live" gauges never count ghosts.
 """
@@ -33,8 +34,13 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from imgconv_core.processes import pid_alive
+from imgconv_core.telemetry.multiprocess_dir import (
+    MULTIPROC_ENV,
+    multiprocess_dir,
+    prepare_multiprocess_dir,
+)
 
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+__all__ = ["MULTIPROC_ENV", "multiprocess_dir", "prepare_multiprocess_dir"]
 
 # `*_created` series double every counter and histogram for a value no panel or rule reads.
 disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -73,24 +79,6 @@ RESULT_DISCOVERY = Histogram(
     PHASE_LABELS,
     buckets=DISCOVERY_BUCKETS,
 )
-
-
-def multiprocess_dir() -> Path | None:
-    """The multiprocess directory of this process, or None in single-process mode."""
-    raw = os.environ.get(MULTIPROC_ENV)
-    return Path(raw) if raw else None
-
-
-def prepare_multiprocess_dir() -> Path | None:
-    """Create and empty the multiprocess directory (call once, as the component starts and
-    before it forks): files of an earlier run would otherwise add to this run's counters."""
-    path = multiprocess_dir()
-    if path is None:
-        return None
-    path.mkdir(parents=True, exist_ok=True)
-    for leftover in path.glob("*.db"):
-        leftover.unlink(missing_ok=True)
-    return path
 
 
 def mark_process_dead(pid: int) -> None:

@@ -1,8 +1,9 @@
 """A real Prometheus (Debian's 2.42, 1 s scrapes) scrapes the live API, a prefork worker and the
 operator (under kopf, against kmock, reading the real RabbitMQ) while a small load runs:
 uploads, polls, long polls, rejections and a failing job. Then every dashboard query parses and
-returns data, the alert rules load and evaluate, and the end-to-end histogram counts exactly
-the jobs that reached a terminal state.
+returns a finite number at some point of the load, the alert rules load and evaluate, the
+broker's unacked messages are scraped (management API), and the phase histograms count exactly
+the jobs: end to end the terminal ones, queue wait and processing those a worker ended.
 
 It lives beside the operator tests because it needs their kmock cluster and operator fixtures.
 """
@@ -10,6 +11,7 @@ It lives beside the operator tests because it needs their kmock cluster and oper
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
 import time
 import uuid
@@ -20,7 +22,8 @@ import httpx
 import psycopg
 import pytest
 
-from imgconv_core.jobs import TERMINAL_STATUSES
+from imgconv_core.jobs import TERMINAL_STATUSES, JobStatus
+from imgconv_core.processing import WORKER_LOST
 from observability import dashboards
 from observability.__main__ import RULE_FILE
 from tests.support.client import ApiClient
@@ -66,6 +69,20 @@ def terminal_jobs(stack: Stack) -> int:
         row = conn.execute(
             "SELECT count(*) FROM jobs WHERE status = ANY(%s)",
             ([s.value for s in TERMINAL_STATUSES],),
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def worker_ended_jobs(stack: Stack) -> int:
+    """Jobs a worker ended after claiming them (no job is canceled here; a job failed because
+    its attempts ran out was ended by whoever found it so, without a queue wait of its own)."""
+    url = stack.database_url.replace("postgresql+psycopg://", "postgresql://", 1)
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM jobs WHERE status = ANY(%s) AND started_at IS NOT NULL"
+            " AND error_code IS DISTINCT FROM %s",
+            ([JobStatus.COMPLETED.value, JobStatus.FAILED.value], WORKER_LOST),
         ).fetchone()
     assert row is not None
     return int(row[0])
@@ -139,8 +156,52 @@ def dashboard_queries() -> list[tuple[str, str, str]]:
     return found
 
 
-def check_prometheus(prometheus: Prometheus, stack: Stack, targets: dict[str, str]) -> None:
-    """What the test promises, read from Prometheus itself (and promtool on each endpoint)."""
+def finite(series: list[dict[str, Any]]) -> bool:
+    """Whether a range query returned at least one finite number (NaN is what an empty
+    histogram_quantile or a 0/0 ratio gives: a panel with nothing to show)."""
+    return any(math.isfinite(float(value)) for one in series for _, value in one["values"])
+
+
+def panels_without_data(prometheus: Prometheus, since: float) -> list[str]:
+    """The panel queries that had no finite sample from `since` until now (asked over a range,
+    as Grafana draws them: data from the load counts however long ago it ended)."""
+    empty = []
+    now = time.time()
+    for uid, title, expr in dashboard_queries():
+        prometheus.query(expr)  # raises if the expression does not parse
+        if not finite(prometheus.query_range(expr, since, now)):
+            empty.append(f"{uid} / {title}: {expr}")
+    return empty
+
+
+def trickle_until_panels_have_data(
+    prometheus: Prometheus, client: ApiClient, since: float, deadline_seconds: float = 180
+) -> None:
+    """A rate needs two scrapes that differ, and a burst of jobs can end between two scrapes of
+    series that did not exist before it (a histogram series is born with its first count): its
+    rate stays 0 and its quantiles NaN. So, while a panel has nothing finite, one more good
+    job at a time, seconds apart, polled to its end (a discovery too), as a user would."""
+    deadline = time.monotonic() + deadline_seconds
+    empty = panels_without_data(prometheus, since)
+    n = 0
+    while empty and time.monotonic() < deadline:
+        job = client.upload_ok([(f"t{n}.png", photo(24 + n % 8, 16, "PNG"))], format="webp")[0]
+        client.wait_terminal(job["id"])
+        n += 1
+        time.sleep(2)  # two scrapes at least
+        empty = panels_without_data(prometheus, since)
+    assert empty == [], "panel queries without a finite sample:\n" + "\n".join(empty)
+
+
+def check_prometheus(
+    prometheus: Prometheus,
+    stack: Stack,
+    targets: dict[str, str],
+    client: ApiClient,
+    since: float,
+) -> None:
+    """What the test promises, read from Prometheus itself (and promtool on each endpoint).
+    `since`: when the load began."""
     for job, address in targets.items():
         assert promtool_lint(httpx.get(f"http://{address}", timeout=10).text) == "", job
     wait_for(
@@ -148,11 +209,15 @@ def check_prometheus(prometheus: Prometheus, stack: Stack, targets: dict[str, st
         30,
         f"a target is down: {prometheus.targets_up()}",
     )
-    empty = []
-    for uid, title, expr in dashboard_queries():
-        if not prometheus.query(expr):  # raises if the expression does not parse
-            empty.append(f"{uid} / {title}: {expr}")
-    assert empty == [], "panel queries without data:\n" + "\n".join(empty)
+    trickle_until_panels_have_data(prometheus, client, since)
+
+    # Unacked messages come only from the management API (IMGCONV_BROKER_MANAGEMENT_URL).
+    unacked = 'imgconv_backlog_messages{state="unacked"}'
+    wait_for(
+        lambda: len(prometheus.query(unacked)) == 1,
+        30,
+        f"no {unacked} series: {prometheus.query('imgconv_backlog_messages')}",
+    )
 
     def rules_evaluated() -> bool:
         groups = prometheus.rule_groups()
@@ -169,6 +234,15 @@ def check_prometheus(prometheus: Prometheus, stack: Stack, targets: dict[str, st
         f"end-to-end count {prometheus.value('sum(imgconv_job_end_to_end_seconds_count)')} "
         f"!= {expected} terminal jobs",
     )
+    by_worker = worker_ended_jobs(stack)
+    assert 0 < by_worker <= expected
+    for phase in ("queue_wait", "processing"):
+        count = f"sum(imgconv_job_{phase}_seconds_count)"
+        wait_for(
+            lambda count=count: prometheus.value(count) == by_worker,
+            30,
+            f"{count} = {prometheus.value(count)} != {by_worker} jobs a worker ended",
+        )
     failed = prometheus.value('sum(imgconv_job_end_to_end_seconds_count{outcome="failed"})')
     assert failed == 1
     assert prometheus.value('sum(imgconv_job_failures_total{code="decode_failed"})') == 1
@@ -191,6 +265,7 @@ async def test_prometheus_scrapes_the_live_system_under_load(
             "imgconv-operator": f"127.0.0.1:{operator['metrics']}/metrics",
         }
         with running_prometheus(tmp_path / "prometheus", targets, [RULE_FILE]) as prometheus:
+            started = time.time()
             client = await asyncio.to_thread(ApiClient, api)
             backlog = [
                 job["id"]
@@ -216,7 +291,7 @@ async def test_prometheus_scrapes_the_live_system_under_load(
             )
             processes.append(worker)
             await asyncio.to_thread(run_load, api, stack, backlog, client)
-            await asyncio.to_thread(check_prometheus, prometheus, stack, targets)
+            await asyncio.to_thread(check_prometheus, prometheus, stack, targets, client, started)
             await cluster.delete(AUTOSCALERS, "imgconv")
     finally:
         for process in processes:
