@@ -1,4 +1,4 @@
-"""Pure API helpers: file names, Content-Disposition, client IP behind proxies."""
+"""Pure API helpers: file names, Content-Disposition, client IP, the upload's document."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ from starlette.requests import Request
 
 from imgconv_api.rate_limits import RateLimits
 from imgconv_api.routes.jobs import content_disposition
+from imgconv_api.schemas import upload_request_body
 from imgconv_api.uploads import safe_filename
+from imgconv_core.images.formats import MIME_TYPES, SOURCE_FORMATS
 from imgconv_core.settings import Settings
 
 
@@ -48,3 +50,12 @@ def test_forwarded_for_is_trusted_only_from_configured_proxies() -> None:
     assert limits.client_ip(request_from("198.51.100.1", "1.2.3.4")) == "198.51.100.1"
     untrusting = RateLimits(Settings(mode="local"))
     assert untrusting.client_ip(request_from("10.1.2.3", "1.2.3.4")) == "10.1.2.3"
+
+
+def test_the_upload_document_names_the_image_types_we_read() -> None:
+    """Not `image/*`: an SVG, say, is refused with 415."""
+    body = upload_request_body(max_files=20)["content"]["multipart/form-data"]
+    listed = body["encoding"]["file"]["contentType"].split(", ")
+    assert set(listed) == {MIME_TYPES[source] for source in SOURCE_FORMATS}
+    assert "image/svg+xml" not in listed
+    assert "image/*" not in listed
