@@ -82,6 +82,7 @@ class Exchange:
     status: int
     body: bytes
     at: float
+    link: str | None  # the document's link followed to make it, if any
 
 
 def read_report(ndjson: Path) -> tuple[str | None, list[Exchange]]:
@@ -100,7 +101,9 @@ def read_report(ndjson: Path) -> tuple[str | None, list[Exchange]]:
             response = interaction.get("response")
             if response is None:  # a network error: nothing was answered
                 continue
-            case = recorder["cases"][case_id]["value"]
+            recorded = recorder["cases"][case_id]
+            case = recorded["value"]
+            transition = recorded.get("transition") or {}
             content = response.get("content") or {}
             exchanges.append(
                 Exchange(
@@ -110,6 +113,8 @@ def read_report(ndjson: Path) -> tuple[str | None, list[Exchange]]:
                     status=response["status_code"],
                     body=base64.b64decode(content.get("$base64", "")),
                     at=interaction["timestamp"],
+                    # "POST /api/v1/jobs -> [202] Replay -> POST /api/v1/jobs"
+                    link=transition["id"].split(" -> ")[1] if transition.get("id") else None,
                 )
             )
     return outcome, sorted(exchanges, key=lambda exchange: exchange.at)
@@ -121,13 +126,13 @@ def job_ids(upload: Exchange) -> tuple[str, ...]:
 
 
 def replays(exchanges: list[Exchange]) -> list[Exchange]:
-    """Accepted uploads that answered exactly the jobs of an earlier accepted upload."""
+    """Uploads sent by the `Replay` link that answered exactly the jobs of an earlier one."""
     seen: set[tuple[str, ...]] = set()
     found = []
     for exchange in exchanges:
         if (exchange.method, exchange.path) == UPLOAD and exchange.status == 202:
             ids = job_ids(exchange)
-            if ids in seen:
+            if ids in seen and exchange.link == "[202] Replay":
                 found.append(exchange)
             seen.add(ids)
     return found
