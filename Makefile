@@ -51,7 +51,7 @@ test: lint test-frontend test-python ## everything CI runs (pytest last: its sum
 fuzz: $(STAMP) ## the API against its OpenAPI document for longer, random seed (IMGCONV_FUZZ_SEED, IMGCONV_FUZZ_MAX_EXAMPLES)
 	@seed=$${IMGCONV_FUZZ_SEED:-$$(( (RANDOM << 15) | RANDOM ))}; echo "make fuzz: seed $$seed"; \
 	  IMGCONV_FUZZ_SEED=$$seed IMGCONV_FUZZ_MAX_EXAMPLES=$${IMGCONV_FUZZ_MAX_EXAMPLES:-300} \
-	  $(BIN)/pytest -p no:cacheprovider tests/integration/test_api_contract.py
+	  $(BIN)/pytest -p no:cacheprovider -o timeout=0 tests/integration/test_api_contract.py
 
 helm: ## install helm v4 and kubectl into .tools/bin (the chart tests use them)
 	bash scripts/install_helm.sh

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from imgconv_core.images.formats import ACCEPTED_TARGETS, MIME_TYPES
+from imgconv_core.images.formats import ACCEPTED_TARGETS, MIME_TYPES, SOURCE_FORMATS
 from imgconv_core.jobs import JobView
 from imgconv_core.uploads import MAX_DIMENSION
 
@@ -137,6 +137,10 @@ DOWNLOAD: dict[str, Any] = {
 }
 
 
+# The media types of the images an upload may hold (any other is refused 415).
+SOURCE_MEDIA_TYPES = sorted(MIME_TYPES[source] for source in SOURCE_FORMATS)
+
+
 def upload_request_body(max_files: int) -> dict[str, Any]:
     """The multipart/form-data body of `POST /jobs`."""
     return {
@@ -152,13 +156,11 @@ def upload_request_body(max_files: int) -> dict[str, Any]:
                             "type": "array",
                             "minItems": 1,
                             "maxItems": max_files,
-                            "items": {
-                                "type": "string",
-                                "format": "binary",
-                                "contentMediaType": "image/*",
-                            },
-                            "description": "The images, one part each (their content decides "
-                            "their format, not their name)",
+                            "items": {"type": "string", "format": "binary"},
+                            "description": "The images, one part each: "
+                            + ", ".join(SOURCE_MEDIA_TYPES)
+                            + " (their content decides their format, not their name or "
+                            "Content-Type; anything else is refused with 415)",
                         },
                         "format": {
                             "type": "string",
@@ -185,7 +187,7 @@ def upload_request_body(max_files: int) -> dict[str, Any]:
                         "strip_metadata": {"type": "boolean", "default": True},
                     },
                 },
-                "encoding": {"file": {"contentType": "image/*"}},
+                "encoding": {"file": {"contentType": ", ".join(SOURCE_MEDIA_TYPES)}},
             }
         },
     }

@@ -1,4 +1,5 @@
-"""Pure API helpers: file names, Content-Disposition, client IP behind proxies, the raw 408."""
+"""Pure API helpers: file names, Content-Disposition, client IP behind proxies, the raw 408,
+the upload's document."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ from starlette.requests import Request
 from imgconv_api.http_server import timeout_response
 from imgconv_api.rate_limits import RateLimits
 from imgconv_api.routes.jobs import content_disposition
+from imgconv_api.schemas import upload_request_body
 from imgconv_api.uploads import safe_filename
+from imgconv_core.images.formats import MIME_TYPES, SOURCE_FORMATS
 from imgconv_core.settings import Settings
 
 
@@ -74,3 +77,12 @@ def test_slow_headers_answer_is_a_complete_408_that_closes_the_connection() -> N
     error = json.loads(answer.read())["error"]
     assert error["code"] == "request_timeout"
     assert "2.5 seconds" in error["message"]
+
+
+def test_the_upload_document_names_the_image_types_we_read() -> None:
+    """Not `image/*`: an SVG, say, is refused with 415."""
+    body = upload_request_body(max_files=20)["content"]["multipart/form-data"]
+    listed = body["encoding"]["file"]["contentType"].split(", ")
+    assert set(listed) == {MIME_TYPES[source] for source in SOURCE_FORMATS}
+    assert "image/svg+xml" not in listed
+    assert "image/*" not in listed

@@ -64,12 +64,8 @@ def _parse_id(raw: str) -> uuid.UUID:
         raise JobNotFound("no such job") from None
 
 
-def _link(operation_id: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "operationId": operation_id,
-        "parameters": {"job_id": "$response.body#/jobs/0/id"},
-        **extra,
-    }
+def _link(operation_id: str, job_id: str = "$response.body#/jobs/0/id") -> dict[str, Any]:
+    return {"operationId": operation_id, "parameters": {"job_id": job_id}}
 
 
 def _revalidate(operation_id: str) -> dict[str, Any]:
@@ -92,9 +88,26 @@ UPLOAD_LINKS = {
     "DeleteJob": _link("deleteJob"),
     "Replay": {
         "operationId": "createJobs",
-        "description": "An upload with the same Idempotency-Key: the same jobs if it is the same "
-        "upload, else 409",
+        "description": "The same upload again with its Idempotency-Key: the same jobs (410 once "
+        "they are deleted); another upload with that key: 409",
+        # The body too: the key is bound to the options and every file (upload_fingerprint).
         "parameters": {"header.idempotency-key": "$request.header.idempotency-key"},
+        "requestBody": "$request.body",
+    },
+}
+
+# A canceled job's images are deleted: its source answers 410 from then on.
+CANCEL_LINKS = {
+    "GetSource": {
+        **_link("getSource", "$response.body#/id"),
+        "description": "The canceled job's source: 410 once its images are deleted",
+    },
+}
+# What a deleted job's id answers (README: "then 404").
+DELETE_LINKS = {
+    "GetDeleted": {
+        **_link("getJob", "$request.path.job_id"),
+        "description": "The deleted job: 404",
     },
 }
 
@@ -333,7 +346,7 @@ async def get_source(
     operation_id="cancelJob",
     response_model=Job,
     responses={
-        200: {"description": "The job, canceled unless it had finished"},
+        200: {"description": "The job, canceled unless it had finished", "links": CANCEL_LINKS},
         **errors(401, 404, 503),
     },
 )
@@ -350,7 +363,10 @@ async def cancel_job(job_id: JobId, ctx: ServicesDep, client_id: ClientId) -> Re
     status_code=204,
     operation_id="deleteJob",
     response_class=Response,
-    responses={204: {"description": "Deleted"}, **errors(401, 404, 503)},
+    responses={
+        204: {"description": "Deleted", "links": DELETE_LINKS},
+        **errors(401, 404, 503),
+    },
 )
 async def delete_job(job_id: JobId, ctx: ServicesDep, client_id: ClientId) -> Response:
     """Delete a job and its images, whatever its state (a running conversion is dropped)."""
