@@ -245,3 +245,54 @@ def test_the_same_idempotency_key_at_once_stores_one_upload(
         assert job["id"] != str(first.id)  # the first upload never happened: this one did
     listed = client.http.get("/api/v1/jobs").json()["items"]
     assert [item["id"] for item in listed] == [job["id"]]
+
+
+def test_a_key_that_expires_while_its_retry_waits_is_upload_gone(
+    race_stack: Stack, race_api: str, sessions: sessionmaker[Session]
+) -> None:
+    """The other upload with this key commits, and retention removes the key before the API's
+    upload reads it back: the test's second transaction holds the keys table until then."""
+    client = ApiClient(race_api)
+    client_id = verify_token(LOCAL_SECRET.encode(), client.token)
+    assert client_id is not None
+    key = "expires-at-once"
+    sent = SentFile(0, "a.jpg", photo(24, 24))
+    request = ConversionRequest(format=ImageFormat.PNG)
+    first = job_store.NewJob(
+        filename=sent.filename,
+        source=sent,
+        source_format="jpeg",
+        source_mime="image/jpeg",
+        width=24,
+        height=24,
+        target_format="png",
+        options=request.job_options(),
+        id=new_job_id(LOCAL_SECRET.encode(), client_id),
+    )
+    url = race_stack.database_url.replace("postgresql+psycopg://", "postgresql://", 1)
+    with psycopg.connect(url) as retention:
+        with sessions() as tx, tx.begin():
+            stored = job_store.insert_jobs(
+                tx,
+                PostgresBlobStore(),
+                client_id,
+                [first],
+                (key, upload_fingerprint(request, [sent])),
+            )
+            assert stored is not None
+            answer = in_background(
+                lambda: client.upload([(sent.filename, sent.data)], {"Idempotency-Key": key})
+            )
+            wait_until(lambda: lock_waiters(race_stack) >= 1, 20, "the upload never waited")
+            # Queued now, so the API's read back waits behind it once this transaction ends.
+            locked = in_background(
+                lambda: retention.execute("LOCK TABLE idempotency_keys IN ACCESS EXCLUSIVE MODE")
+            )
+            wait_until(lambda: lock_waiters(race_stack) >= 2, 20, "the lock was not queued")
+        locked()
+        wait_until(lambda: lock_waiters(race_stack) >= 1, 20, "the read back never waited")
+        retention.execute("DELETE FROM idempotency_keys WHERE key = %s", (key,))
+        retention.commit()
+    response = answer()
+    assert response.status_code == 410, response.text
+    assert response.json()["error"]["code"] == "upload_gone"
