@@ -1,7 +1,8 @@
 """The one place where errors become HTTP responses: `{"error": {"code", "message", "details"}}`.
 
 Domain errors (core) carry a code and a message; their HTTP status and headers are chosen here,
-for FastAPI's handlers and for the poll fast path alike.
+for FastAPI's handlers and for the poll fast path alike. A few errors of the libraries under us
+stand for one of them (`as_domain_error`): a client gone mid-body, PostgreSQL unreachable.
 """
 
 from __future__ import annotations
@@ -14,12 +15,18 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from psycopg import OperationalError as PsycopgOperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.routing import Match
 
 from imgconv_api import metrics
 from imgconv_core.errors import (
     Busy,
+    ClientDisconnected,
+    DatabaseUnavailable,
     EmptyFile,
     FileTooLarge,
     IdempotencyConflict,
@@ -45,6 +52,9 @@ from imgconv_core.errors import (
 
 log = logging.getLogger(__name__)
 
+# The poll route's operation id (routes/jobs.py): the errors of polls count as poll outcomes.
+POLL_OPERATION = "getJob"
+
 # Every domain error's status (a unit test checks that none is missing).
 STATUSES: Mapping[type[ImgconvError], int] = {
     InvalidRequest: 422,
@@ -68,6 +78,8 @@ STATUSES: Mapping[type[ImgconvError], int] = {
     RateLimited: 429,
     Busy: 503,
     StorageUnavailable: 503,
+    DatabaseUnavailable: 503,
+    ClientDisconnected: 499,  # nginx's "client closed request": for the logs, nobody reads it
 }
 
 _HTTP_CODES = {
@@ -99,7 +111,7 @@ def status_of(exc: ImgconvError) -> int:
 
 def headers_of(exc: ImgconvError) -> dict[str, str]:
     """The HTTP headers a domain error's answer carries."""
-    if isinstance(exc, RateLimited | Busy | StorageUnavailable):
+    if isinstance(exc, RateLimited | Busy | StorageUnavailable | DatabaseUnavailable):
         return {"Retry-After": str(exc.retry_after)}
     if isinstance(exc, Unauthorized):
         return {"WWW-Authenticate": "Bearer"}
@@ -107,6 +119,18 @@ def headers_of(exc: ImgconvError) -> dict[str, str]:
         # The rest of a slow body is not read: the connection cannot carry another request.
         return {"Connection": "close"}
     return {}
+
+
+def as_domain_error(exc: BaseException) -> ImgconvError | None:
+    """The domain error a library's exception stands for, if any."""
+    if isinstance(exc, ImgconvError):
+        return exc
+    if isinstance(exc, ClientDisconnect):
+        return ClientDisconnected("the client closed the connection before its request was read")
+    outage = OperationalError | InterfaceError | PoolTimeout | PsycopgOperationalError
+    if isinstance(exc, outage) or (isinstance(exc, DBAPIError) and exc.connection_invalidated):
+        return DatabaseUnavailable("the database is unavailable; try again shortly")
+    return None
 
 
 def error_body(code: str, message: str, details: Any = None) -> bytes:
@@ -119,6 +143,17 @@ def error_body(code: str, message: str, details: Any = None) -> bytes:
 def domain_error_body(exc: ImgconvError) -> bytes:
     """The JSON body of a domain error's answer."""
     return error_body(exc.code, exc.message, exc.details)
+
+
+def count_error(request: Request, code: str) -> None:
+    """Count an error answer: an upload's as a rejection, a poll's (one the fast path left to
+    FastAPI, such as a malformed id or `wait`) as a poll outcome."""
+    metrics.count_error(request, code)
+    route = request.scope.get("route")
+    if request.method == "GET" and getattr(route, "operation_id", None) == POLL_OPERATION:
+        state = getattr(request.app.state, "imgconv", None)
+        if state is not None:
+            state.poll_metrics.answered(metrics.poll_error_outcome(code))
 
 
 def error_response(
@@ -134,9 +169,15 @@ def error_response(
 
 
 async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, ImgconvError)
-    metrics.count_error(request, exc.code)
-    return error_response(status_of(exc), exc.code, exc.message, exc.details, headers_of(exc))
+    error = as_domain_error(exc)
+    if error is None:  # a database error that is not an outage
+        return await _unexpected_error(request, exc)
+    if isinstance(error, DatabaseUnavailable):  # no traceback: an outage, not a bug
+        log.warning("%s %s: %s (%s)", request.method, request.url.path, error.code, exc)
+    count_error(request, error.code)
+    return error_response(
+        status_of(error), error.code, error.message, error.details, headers_of(error)
+    )
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -145,14 +186,14 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
         {"field": ".".join(str(p) for p in err["loc"][1:]) or None, "message": err["msg"]}
         for err in exc.errors()
     ]
-    metrics.count_error(request, "invalid_request")
+    count_error(request, "invalid_request")
     return error_response(422, "invalid_request", "The request is not valid.", details)
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = _HTTP_CODES.get(exc.status_code, "http_error")
-    metrics.count_error(request, code)
+    count_error(request, code)
     headers = dict(exc.headers or {})
     if exc.status_code == 405:
         # Starlette names the methods of the first route on the path; RFC 9110 wants them all.
@@ -172,13 +213,14 @@ def allowed_methods(request: Request) -> list[str]:
 
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    metrics.count_error(request, "internal_error")
+    count_error(request, "internal_error")
     return error_response(500, "internal_error", "Something went wrong on our side.")
 
 
 def install_error_handlers(app: FastAPI) -> None:
     """Register the handlers that give every error the same JSON shape."""
-    app.add_exception_handler(ImgconvError, _domain_error)
+    for cls in (ImgconvError, ClientDisconnect, DBAPIError, PoolTimeout, PsycopgOperationalError):
+        app.add_exception_handler(cls, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected_error)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import re
 import time
 import uuid
@@ -21,15 +22,23 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from imgconv_api import metrics
-from imgconv_api.errors import domain_error_body, headers_of, status_of
+from imgconv_api.errors import (
+    as_domain_error,
+    domain_error_body,
+    error_body,
+    headers_of,
+    status_of,
+)
 from imgconv_api.paths import API_PREFIX, with_links
 from imgconv_api.state import AppState
 from imgconv_core import status_cache
 from imgconv_core.db import job_store
-from imgconv_core.errors import ImgconvError, InvalidRequest, JobNotFound, Unauthorized
+from imgconv_core.errors import InvalidRequest, JobNotFound, Unauthorized
 from imgconv_core.job_ids import job_id_belongs
 from imgconv_core.status_cache import CachedJob
 from imgconv_core.tokens import verify_token
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -217,10 +226,16 @@ class PollFastPath:
             )
             status, body, outcome = answer.status, answer.body, answer.outcome
             headers = [(k.encode(), v.encode()) for k, v in answer.headers.items()]
-        except ImgconvError as exc:
-            status, body = status_of(exc), domain_error_body(exc)
-            outcome = metrics.poll_error_outcome(exc.code)
-            headers = [(k.lower().encode(), v.encode()) for k, v in headers_of(exc).items()]
+        except Exception as exc:  # answered as FastAPI's handlers would
+            error = as_domain_error(exc)
+            if error is None:
+                log.exception("unhandled error on GET %s", path)
+                status, headers, outcome = 500, [], "error"
+                body = error_body("internal_error", "Something went wrong on our side.")
+            else:
+                status, body = status_of(error), domain_error_body(error)
+                outcome = metrics.poll_error_outcome(error.code)
+                headers = [(k.lower().encode(), v.encode()) for k, v in headers_of(error).items()]
         if body:
             headers.append((b"content-type", b"application/json"))
         if status != 304:  # a 304 may only carry the length the 200 would have (RFC 9110 8.6)

@@ -3,8 +3,10 @@
 - a too-large file or request is answered 413 before the rest of it is read;
 - a file stays in memory while small and while this process's uploads hold little memory,
   and goes to a temporary file otherwise, so memory does not grow with what clients send;
-- the upload bytes this process holds (memory and temporary files) stay within a budget: past
-  it, an upload is answered 503 `busy` with Retry-After;
+- the upload bytes this process holds (memory and temporary files) stay within a budget, taken
+  as the bytes arrive: past it, an upload is answered 503 `busy` with Retry-After;
+- an upload waits for room to be stored in the event loop, not in a pool thread, and at most
+  `STORING_WAIT_SECONDS`;
 - a body that arrives too slowly (a pause, or a trickle) is answered 408.
 """
 
@@ -16,7 +18,6 @@ import hashlib
 import os
 import re
 import tempfile
-import threading
 import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -39,6 +40,8 @@ MAX_FIELDS = 32
 # A file up to this size may stay in memory; past it, it goes to a temporary file.
 SPILL_BYTES = 1024 * 1024
 BUSY_RETRY_AFTER_SECONDS = 2
+# How long an upload may wait for storing room before it is answered 503 `busy`.
+STORING_WAIT_SECONDS = 30.0
 
 
 def storing_cost(size: int) -> int:
@@ -51,32 +54,44 @@ def storing_cost(size: int) -> int:
 class UploadBudget:
     """The upload bytes this process holds.
 
-    - All of them (memory and temporary files) within `limit`: past it, `reserve` raises Busy.
+    - All of them (memory and temporary files) within `limit`, taken as they arrive (an
+      announced Content-Length takes nothing: a client trickling a large body must not hold
+      what it has not sent): past it, `reserve` raises Busy.
     - Half of `memory_limit` for files that stay in memory as they arrive (small ones, while
       there is room; the others go to temporary files).
     - The other half for uploads being inspected and stored: each holds `storing_cost` of its
-      largest file from a temporary file, until it is done; others wait for room.
+      largest file from a temporary file, until it is done; others wait for room, in the event
+      loop (a thread waiting would hold one of the few that downloads and deletes need too).
 
-    `reserve`/`release` and the in-memory count are used from the event loop; the storing room
-    also from the threads that accept uploads.
+    Used from the event loop only; the threads that accept uploads read the form's files.
     """
 
-    def __init__(self, limit: int, memory_limit: int) -> None:
+    def __init__(
+        self, limit: int, memory_limit: int, storing_wait: float = STORING_WAIT_SECONDS
+    ) -> None:
         self.limit = limit
         self.in_memory_limit = memory_limit // 2
         self.storing_limit = memory_limit - self.in_memory_limit
+        self.storing_wait = storing_wait
         self.held = 0
         self.in_memory = 0
         self.storing = 0
-        self._room = threading.Condition()
+        self._storing_waiters: list[asyncio.Future[None]] = []
+
+    def _busy(self) -> Busy:
+        return Busy(
+            "the server holds as many uploads as it can right now; try again shortly",
+            retry_after=BUSY_RETRY_AFTER_SECONDS,
+        )
+
+    def check_room(self, size: int) -> None:
+        """Raise Busy if `size` more bytes do not fit now (takes nothing)."""
+        if self.held + size > self.limit:
+            raise self._busy()
 
     def reserve(self, size: int) -> None:
         """Take `size` more bytes of the budget, or raise Busy."""
-        if self.held + size > self.limit:
-            raise Busy(
-                "the server holds as many uploads as it can right now; try again shortly",
-                retry_after=BUSY_RETRY_AFTER_SECONDS,
-            )
+        self.check_room(size)
         self.held += size
         metrics.UPLOAD_BYTES_HELD.set(self.held)
 
@@ -94,20 +109,34 @@ class UploadBudget:
         """Whether a file of `file_size` bytes may stay in memory with `more` bytes added."""
         return file_size + more <= SPILL_BYTES and self.in_memory + more <= self.in_memory_limit
 
-    def take_storing_room(self, size: int) -> int:
+    async def take_storing_room(self, size: int) -> int:
         """Wait until `size` bytes of storing room are free and take them (a need larger than
-        the whole room takes all of it: such an upload is stored alone); returns what it took."""
+        the whole room takes all of it: such an upload is stored alone); returns what it took.
+        Raises Busy after `storing_wait` seconds."""
         size = min(size, self.storing_limit)
-        with self._room:
-            self._room.wait_for(lambda: self.storing + size <= self.storing_limit)
-            self.storing += size
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.storing_wait
+        while self.storing + size > self.storing_limit:
+            waiter = loop.create_future()
+            self._storing_waiters.append(waiter)
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await waiter
+            except TimeoutError:
+                raise self._busy() from None
+            finally:
+                if waiter in self._storing_waiters:
+                    self._storing_waiters.remove(waiter)
+        self.storing += size
         return size
 
     def give_storing_room(self, size: int) -> None:
-        """Give back what `take_storing_room` took."""
-        with self._room:
-            self.storing -= size
-            self._room.notify_all()
+        """Give back what `take_storing_room` took (every waiter checks again)."""
+        self.storing -= size
+        waiters, self._storing_waiters = self._storing_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
 
 class UploadedFile:
@@ -158,11 +187,11 @@ class UploadedFile:
 
     @contextlib.contextmanager
     def contents(self) -> Iterator[bytes]:
-        """The whole content while the block runs (may first wait for storing room)."""
+        """The whole content while the block runs (from a temporary file, in the storing room
+        its form took)."""
         if self._disk is None:
             yield bytes(self._memory)  # counted already, as held in memory
             return
-        self._form.take_storing_room()
         self._disk.seek(0)
         yield self._disk.read()
 
@@ -184,12 +213,12 @@ class UploadForm:
     storing_room: int = 0  # bytes of the budget's storing room it holds
     closed: bool = field(default=False)
 
-    def take_storing_room(self) -> None:
-        """Hold room to store the files from temporary files until the form is closed (from the
-        thread that accepts the upload; the first file read back waits for it)."""
-        if not self.storing_room:
-            largest = max((file.size for file in self.files if file.spilled), default=0)
-            self.storing_room = self.budget.take_storing_room(storing_cost(largest))
+    async def take_storing_room(self) -> None:
+        """Hold room to store the files from temporary files until the form is closed (waits
+        for it, or raises Busy); nothing if every file is in memory."""
+        if not self.storing_room and any(file.spilled for file in self.files):
+            largest = max(file.size for file in self.files if file.spilled)
+            self.storing_room = await self.budget.take_storing_room(storing_cost(largest))
 
     def close(self) -> None:
         """Free the files and give their bytes back to the budget."""
@@ -316,24 +345,24 @@ async def parse_upload(
             f"the request is larger than {settings.max_request_bytes} bytes "
             f"({settings.max_files} files of at most {settings.max_file_bytes} bytes)"
         )
+    if length is not None:
+        # Refused at once if it cannot fit now, but nothing is taken before the bytes arrive.
+        budget.check_room(length)
     form = UploadForm(fields={}, files=[], budget=budget)
     try:
-        if length is not None:
-            # Known size: take it all now, so an admitted upload is never cut off half-way.
-            budget.reserve(length)
-            form.held = length
         await _read_form(
             request,
             settings,
             form,
             MultipartParser(boundary, _callbacks(_FormCollector(settings, form, hashed=hashed))),
         )
+        if not form.files:
+            raise InvalidRequest("no files: add one or more 'file' parts")
+        # Before the upload enters a pool thread, which must not wait.
+        await form.take_storing_room()
     except BaseException:
         form.close()
         raise
-    if not form.files:
-        form.close()
-        raise InvalidRequest("no files: add one or more 'file' parts")
     return form
 
 
@@ -379,9 +408,8 @@ async def _read_form(
                     raise FileTooLarge(
                         f"the request is larger than {settings.max_request_bytes} bytes"
                     )
-                if received > form.held:  # no (or a wrong) Content-Length: take as it comes
-                    form.budget.reserve(received - form.held)
-                    form.held = received
+                form.budget.reserve(len(chunk))  # as it comes
+                form.held = received
                 parser.write(chunk)
         parser.finalize()
     except MultipartParseError as exc:

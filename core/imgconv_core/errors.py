@@ -84,6 +84,12 @@ class RequestTimeout(ImgconvError):
     code = "request_timeout"
 
 
+class ClientDisconnected(ImgconvError):
+    """The client closed the connection before its request was read (nobody gets the answer)."""
+
+    code = "client_disconnected"
+
+
 # --- conversion (the job ends failed with this code) -------------------------------------------
 
 
@@ -151,6 +157,16 @@ class StorageUnavailable(ImgconvError):
     """The image store (S3) did not answer or refused us; nothing was stored, try again."""
 
     code = "storage_unavailable"
+
+    def __init__(self, message: str, *, retry_after: int = 5, details: Any = None) -> None:
+        super().__init__(message, details=details)
+        self.retry_after = retry_after
+
+
+class DatabaseUnavailable(ImgconvError):
+    """PostgreSQL did not answer (unreachable, connection lost, pool exhausted); try again."""
+
+    code = "database_unavailable"
 
     def __init__(self, message: str, *, retry_after: int = 5, details: Any = None) -> None:
         super().__init__(message, details=details)

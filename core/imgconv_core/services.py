@@ -105,7 +105,10 @@ def accept_upload(
         # The same key won a race with us (its upload committed first): we are its retry.
         assert idempotency is not None
         earlier = _earlier_upload(ctx, client_id, idempotency)
-        assert earlier is not None, "a committed idempotency key has its row"
+        if earlier is None:  # retention removed the key since it beat us
+            raise UploadGone(
+                "the upload made with this Idempotency-Key expired; send it again with a new key"
+            )
         return AcceptedUpload(earlier, [_body(job) for job in earlier], created=False)
     # Committed: now it may be published (by the relay; if the broker is down or this process
     # dies first, the sweeper publishes it).

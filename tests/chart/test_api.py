@@ -115,6 +115,14 @@ def test_upload_spill_space_is_an_emptydir_of_the_configured_size() -> None:
     assert tmp["emptyDir"]["sizeLimit"] == "5Gi"
 
 
+def test_each_api_process_gets_the_upload_budget() -> None:
+    objects = render({"api": {"uploadBudgetBytes": 536870912, "processes": 3}})
+    api = container(find(objects, "Deployment", API), "api")
+    assert env_of(api)["IMGCONV_UPLOAD_BUDGET_BYTES"]["value"] == "536870912"
+    # A /tmp that holds exactly one budget is enough (one byte more fails: test_values.py).
+    render({"api": {"tmpSizeLimit": "512Mi", "uploadBudgetBytes": 536870912}})
+
+
 def test_rollouts_keep_capacity() -> None:
     strategy = find(render({}), "Deployment", API)["spec"]["strategy"]
     assert strategy["rollingUpdate"]["maxUnavailable"] == 0

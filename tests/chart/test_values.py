@@ -224,6 +224,18 @@ def test_a_bad_values_file_fails_against_the_schema(
             },
             "tracing.extraEnv.OTEL_RESOURCE_ATTRIBUTES is set by the chart from tracing.endpoint",
         ),
+        (
+            {"api": {"processes": 5}},  # 5 x the default 512 MiB budget in a 2Gi /tmp
+            "api.tmpSizeLimit (2Gi) must hold api.processes (5) x api.uploadBudgetBytes",
+        ),
+        (
+            {"api": {"tmpSizeLimit": "512Mi", "uploadBudgetBytes": 536870913}},
+            "raise tmpSizeLimit or lower uploadBudgetBytes",
+        ),
+        (
+            {"config": {"extraEnv": {"IMGCONV_UPLOAD_BUDGET_BYTES": "1"}}},
+            "set api.uploadBudgetBytes",
+        ),
     ],
     ids=[
         "no-postgres",
@@ -250,6 +262,9 @@ def test_a_bad_values_file_fails_against_the_schema(
         "tracing-endpoint",
         "tracing-policy",
         "otel-env-twice",
+        "budgets-over-tmp",
+        "budget-over-tmp-by-a-byte",
+        "extra-env-budget",
     ],
 )
 def test_inconsistent_values_fail_the_render_with_what_to_change(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import struct
 import zlib
 from typing import Any
@@ -170,3 +171,25 @@ def test_bad_status_filter_is_422(client: ApiClient) -> None:
 def test_wait_out_of_range_is_422(client: ApiClient) -> None:
     jobs = client.upload_ok([("a.jpg", photo(16, 16))])
     assert client.job(jobs[0]["id"], wait=31).status_code == 422
+
+
+def polls_counted(url: str, outcome: str) -> float:
+    match = re.search(
+        rf'^imgconv_api_polls_total\{{outcome="{outcome}"\}} (\S+)$',
+        httpx.get(f"{url}/metrics").text,
+        re.M,
+    )
+    return float(match.group(1)) if match else 0.0
+
+
+def test_malformed_polls_are_refused_and_counted(client: ApiClient) -> None:
+    """Polls the fast path leaves to FastAPI count as poll outcomes too."""
+    url = client.base_url
+    not_found, error = polls_counted(url, "not_found"), polls_counted(url, "error")
+    assert error_of(client.job("not-a-uuid"))["code"] == "job_not_found"
+    [job] = client.upload_ok([("a.jpg", photo(16, 16))])
+    refused = client.job(job["id"], wait="abc")
+    assert refused.status_code == 422
+    assert error_of(refused)["code"] == "invalid_request"
+    assert polls_counted(url, "not_found") == not_found + 1
+    assert polls_counted(url, "error") == error + 1

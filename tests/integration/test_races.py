@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+import httpx
 import psycopg
 import pytest
 from sqlalchemy import select
@@ -28,6 +29,7 @@ from imgconv_core.settings import LOCAL_SECRET, Settings
 from imgconv_core.storage import PostgresBlobStore
 from imgconv_core.tokens import verify_token
 from imgconv_core.uploads import ConversionRequest, upload_fingerprint
+from tests.integration.test_upload_memory import bmp_of_about, bytes_held
 from tests.support.client import ApiClient
 from tests.support.images import photo
 from tests.support.services import REDIS_DB, Stack, destroy_stack, make_stack, start_api, wait_until
@@ -245,3 +247,112 @@ def test_the_same_idempotency_key_at_once_stores_one_upload(
         assert job["id"] != str(first.id)  # the first upload never happened: this one did
     listed = client.http.get("/api/v1/jobs").json()["items"]
     assert [item["id"] for item in listed] == [job["id"]]
+
+
+def test_a_key_that_expires_while_its_retry_waits_is_upload_gone(
+    race_stack: Stack, race_api: str, sessions: sessionmaker[Session]
+) -> None:
+    """The other upload with this key commits, and retention removes the key before the API's
+    upload reads it back: the test's second transaction holds the keys table until then."""
+    client = ApiClient(race_api)
+    client_id = verify_token(LOCAL_SECRET.encode(), client.token)
+    assert client_id is not None
+    key = "expires-at-once"
+    sent = SentFile(0, "a.jpg", photo(24, 24))
+    request = ConversionRequest(format=ImageFormat.PNG)
+    first = job_store.NewJob(
+        filename=sent.filename,
+        source=sent,
+        source_format="jpeg",
+        source_mime="image/jpeg",
+        width=24,
+        height=24,
+        target_format="png",
+        options=request.job_options(),
+        id=new_job_id(LOCAL_SECRET.encode(), client_id),
+    )
+    url = race_stack.database_url.replace("postgresql+psycopg://", "postgresql://", 1)
+    with psycopg.connect(url) as retention:
+        with sessions() as tx, tx.begin():
+            stored = job_store.insert_jobs(
+                tx,
+                PostgresBlobStore(),
+                client_id,
+                [first],
+                (key, upload_fingerprint(request, [sent])),
+            )
+            assert stored is not None
+            answer = in_background(
+                lambda: client.upload([(sent.filename, sent.data)], {"Idempotency-Key": key})
+            )
+            wait_until(lambda: lock_waiters(race_stack) >= 1, 20, "the upload never waited")
+            # Queued now, so the API's read back waits behind it once this transaction ends.
+            locked = in_background(
+                lambda: retention.execute("LOCK TABLE idempotency_keys IN ACCESS EXCLUSIVE MODE")
+            )
+            wait_until(lambda: lock_waiters(race_stack) >= 2, 20, "the lock was not queued")
+        locked()
+        wait_until(lambda: lock_waiters(race_stack) >= 1, 20, "the read back never waited")
+        retention.execute("DELETE FROM idempotency_keys WHERE key = %s", (key,))
+        retention.commit()
+    response = answer()
+    assert response.status_code == 410, response.text
+    assert response.json()["error"]["code"] == "upload_gone"
+
+
+WAITING_UPLOADS = 45  # more than AnyIO's 40 pool threads
+
+
+def test_uploads_waiting_to_be_stored_hold_no_thread(
+    race_stack: Stack, sessions: sessionmaker[Session]
+) -> None:
+    """One upload holds all the storing room (its INSERT waits for the test's uncommitted upload
+    with the same key); many more wait for room; a token and a job list are still answered."""
+    proc, url = start_api(race_stack, IMGCONV_UPLOAD_MEMORY_BYTES=str(4 * 1024 * 1024))
+    try:
+        client = ApiClient(url)
+        client_id = verify_token(LOCAL_SECRET.encode(), client.token)
+        assert client_id is not None
+        key = "holds-the-storing-room"
+        sent = SentFile(0, "big.bmp", bmp_of_about(2 * 1024 * 1024))  # spills to disk
+        request = ConversionRequest(format=ImageFormat.PNG)
+        other = job_store.NewJob(
+            filename=sent.filename,
+            source=SentFile(0, "other.jpg", photo(24, 24)),
+            source_format="jpeg",
+            source_mime="image/jpeg",
+            width=24,
+            height=24,
+            target_format="png",
+            options=request.job_options(),
+            id=new_job_id(LOCAL_SECRET.encode(), client_id),
+        )
+        with sessions() as tx, tx.begin():
+            fingerprint = upload_fingerprint(request, [sent])
+            stored = job_store.insert_jobs(
+                tx, PostgresBlobStore(), client_id, [other], (key, fingerprint)
+            )
+            assert stored is not None
+            holder = in_background(
+                lambda: client.upload([(sent.filename, sent.data)], {"Idempotency-Key": key})
+            )
+            wait_until(lambda: lock_waiters(race_stack) >= 1, 30, "the upload never waited")
+            waiting = [
+                in_background(
+                    lambda: ApiClient(url, client.token).upload([("w.png", b"w" * 1_200_000)])
+                )
+                for _ in range(WAITING_UPLOADS)
+            ]
+            everything = len(sent.data) + WAITING_UPLOADS * 1_200_000
+            wait_until(lambda: bytes_held(url) >= everything, 60, "the uploads did not arrive")
+            # A pool thread each: a hang here would mean the waiting uploads hold them all.
+            answered = httpx.post(f"{url}/api/v1/tokens", timeout=20)
+            assert answered.status_code == 201, answered.text
+            listed = client.http.get("/api/v1/jobs", timeout=20)
+            assert listed.status_code == 200, listed.text
+            tx.rollback()
+        assert holder().status_code == 202
+        statuses = {answer().status_code for answer in waiting}
+        assert statuses <= {415, 503}, statuses  # not images; or waited too long
+    finally:
+        proc.stop()

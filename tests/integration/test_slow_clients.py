@@ -4,29 +4,36 @@ and their connection closed, while other clients are served meanwhile."""
 from __future__ import annotations
 
 import json
+import re
 import socket
 import time
 from collections.abc import Iterator
 
+import httpx
 import pytest
 
 from tests.support.client import ApiClient
 from tests.support.images import photo
-from tests.support.services import Stack, start_api
+from tests.support.services import Process, Stack, start_api, wait_until
 
 TIMEOUT = 2  # seconds: IMGCONV_HEADER_TIMEOUT_SECONDS and IMGCONV_BODY_TIMEOUT_SECONDS here
 
 
 @pytest.fixture(scope="module")
-def impatient_api(stack: Stack) -> Iterator[str]:
+def impatient(stack: Stack) -> Iterator[tuple[Process, str]]:
     proc, url = start_api(
         stack,
         IMGCONV_HEADER_TIMEOUT_SECONDS=str(TIMEOUT),
         IMGCONV_BODY_TIMEOUT_SECONDS=str(TIMEOUT),
         IMGCONV_BODY_MIN_BYTES_PER_SECOND="1000",
     )
-    yield url
+    yield proc, url
     proc.stop()
+
+
+@pytest.fixture(scope="module")
+def impatient_api(impatient: tuple[Process, str]) -> str:
+    return impatient[1]
 
 
 def connect(url: str) -> socket.socket:
@@ -170,3 +177,25 @@ def test_a_connection_answered_before_its_body_ended_is_closed(impatient_api: st
                 closed = True
     assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
     assert closed, "the server kept reading the body it had answered"
+
+
+def rejections(url: str, code: str) -> float:
+    text = httpx.get(f"{url}/metrics").text
+    metric = rf'^imgconv_api_upload_rejections_total\{{code="{code}"\}} (\S+)$'
+    match = re.search(metric, text, re.M)
+    return float(match.group(1)) if match else 0.0
+
+
+def test_a_client_gone_mid_body_is_counted_not_logged_as_a_bug(
+    impatient: tuple[Process, str],
+) -> None:
+    proc, url = impatient
+    token = ApiClient(url).token
+    before = rejections(url, "client_disconnected")
+    part = b'--XyZ\r\nContent-Disposition: form-data; name="file"; filename="a.png"\r\n\r\n'
+    with connect(url) as sock:
+        sock.sendall(upload_head(url, token, 100_000) + part + b"x" * 1000)
+    wait_until(
+        lambda: rejections(url, "client_disconnected") == before + 1, 30, "not counted", proc
+    )
+    assert "Traceback" not in proc.output()

@@ -169,28 +169,59 @@ def chunked_upload(client: ApiClient, data: bytes) -> httpx.Response:
     )
 
 
+def open_upload(url: str, client: ApiClient, content_length: int, sent: bytes) -> socket.socket:
+    """An upload that announces `content_length` bytes, sends `sent` of them and waits."""
+    host, port = url.removeprefix("http://").split(":")
+    conn = socket.create_connection((host, int(port)), timeout=30)
+    conn.sendall(
+        f"POST /api/v1/jobs HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer "
+        f"{client.token}\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+        f"Content-Length: {content_length}\r\n\r\n".encode()
+        + sent
+    )
+    return conn
+
+
+def file_parts_of(size: int) -> bytes:
+    """The start of a multipart body of two files, `size` bytes long, the second unfinished."""
+    head = b'--b\r\nContent-Disposition: form-data; name="file"; filename="%d.png"\r\n\r\n'
+    first = head % 1 + b"a" * (SMALL_FILE - 1024) + b"\r\n" + head % 2
+    return first + b"b" * (size - len(first))
+
+
 def test_past_the_budget_an_upload_is_busy_until_bytes_are_freed(tight_api: str) -> None:
     client = ApiClient(tight_api)
-    host, port = tight_api.removeprefix("http://").split(":")
     held = SMALL_BUDGET - 100 * 1024
-    with socket.create_connection((host, int(port)), timeout=30) as holder:
-        # An upload that announces its size and then waits: its size is taken from the budget.
-        holder.sendall(
-            f"POST /api/v1/jobs HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer "
-            f"{client.token}\r\nContent-Type: multipart/form-data; boundary=b\r\n"
-            f"Content-Length: {held}\r\n\r\n--b\r\n".encode()
-        )
+    # An upload that has sent most of the budget's bytes and then waits: they are held.
+    with open_upload(tight_api, client, held + 1000, file_parts_of(held)):
         wait_until(lambda: bytes_held(tight_api) == held, 10, "the budget was not taken")
         medium = photo(330, 330, "PNG")
         assert 100 * 1024 < len(medium) < SMALL_FILE
-        busy = client.upload([("m.png", medium)])
+        busy = client.upload([("m.png", medium)])  # refused on its Content-Length
         assert busy.status_code == 503, busy.text
         assert busy.json()["error"]["code"] == "busy"
         assert int(busy.headers["Retry-After"]) >= 1
-        chunked = chunked_upload(client, medium)
+        chunked = chunked_upload(client, medium)  # refused once past the budget
         assert chunked.status_code == 503, chunked.text
         assert client.upload([("s.jpg", photo(16, 16))]).status_code == 202  # small still fits
     # The holder went away: its bytes are back.
     wait_until(lambda: bytes_held(tight_api) == 0, 10, "the budget was not given back")
     assert client.upload([("m.png", medium)]).status_code == 202
     assert chunked_upload(client, medium).status_code == 202
+
+
+def test_an_announced_size_holds_nothing_until_it_arrives(tight_api: str) -> None:
+    """Slow clients announcing the largest uploads do not lock the others out."""
+    client = ApiClient(tight_api)
+    announced = SMALL_BUDGET - 1000
+    start = b'--b\r\nContent-Disposition: form-data; name="file"; filename="t.png"\r\n\r\nab'
+    with (
+        open_upload(tight_api, client, announced, start),
+        open_upload(tight_api, client, announced, start),
+    ):
+        wait_until(lambda: bytes_held(tight_api) == 2 * len(start), 10, "nothing arrived")
+        medium = photo(330, 330, "PNG")
+        answer = client.upload([("m.png", medium)])
+        assert answer.status_code == 202, answer.text
+        assert chunked_upload(client, medium).status_code == 202
+    wait_until(lambda: bytes_held(tight_api) == 0, 10, "the budget was not given back")

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import psycopg
 import pytest
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from starlette.requests import ClientDisconnect
 
-from imgconv_api.errors import STATUSES, headers_of, status_of
+from imgconv_api.errors import STATUSES, as_domain_error, headers_of, status_of
 from imgconv_core import errors
 from imgconv_core.errors import (
     Busy,
+    DatabaseUnavailable,
     ImageTooLarge,
     ImgconvError,
     InvalidFiles,
@@ -61,3 +66,16 @@ def test_headers() -> None:
     assert headers_of(Unauthorized("x")) == {"WWW-Authenticate": "Bearer"}
     assert headers_of(RequestTimeout("x")) == {"Connection": "close"}
     assert headers_of(NotAnImage("x")) == {}
+
+
+def test_library_errors_that_stand_for_domain_errors() -> None:
+    refused = psycopg.OperationalError("connection refused")
+    outage = OperationalError("SELECT 1", {}, refused)
+    gone = as_domain_error(outage)
+    assert isinstance(gone, DatabaseUnavailable)
+    assert (status_of(gone), headers_of(gone)["Retry-After"]) == (503, "5")
+    assert isinstance(as_domain_error(PoolTimeout("QueuePool limit")), DatabaseUnavailable)
+    assert status_of(as_domain_error(ClientDisconnect()) or Busy("x", retry_after=1)) == 499
+    # A constraint violation is a bug of ours, not an outage.
+    assert as_domain_error(IntegrityError("INSERT", {}, psycopg.IntegrityError("dup"))) is None
+    assert as_domain_error(ValueError("x")) is None

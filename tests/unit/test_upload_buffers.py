@@ -3,8 +3,8 @@ process's budget; and when a slow body is cut off."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
-import threading
 
 import pytest
 
@@ -27,7 +27,8 @@ def form_of(budget: UploadBudget, files: int) -> UploadForm:
     return form
 
 
-def test_a_small_file_stays_in_memory_and_a_large_one_spills() -> None:
+@pytest.mark.asyncio
+async def test_a_small_file_stays_in_memory_and_a_large_one_spills() -> None:
     budget = UploadBudget(limit=10 * SPILL_BYTES, memory_limit=100 * SPILL_BYTES)
     form = form_of(budget, 2)
     small, large = form.files
@@ -38,6 +39,7 @@ def test_a_small_file_stays_in_memory_and_a_large_one_spills() -> None:
         large.write(chunk)
     assert (small.spilled, large.spilled) == (False, True)
     assert budget.in_memory == 1000  # the large file took its first bytes along to disk
+    await form.take_storing_room()
     with large.contents() as data:
         assert data == chunk * 3
     assert budget.storing == storing_cost(len(chunk) * 3)  # held until the upload is done
@@ -46,13 +48,15 @@ def test_a_small_file_stays_in_memory_and_a_large_one_spills() -> None:
     assert (budget.in_memory, budget.storing) == (0, 0)
 
 
-def test_files_spill_once_the_process_holds_its_memory_share() -> None:
+@pytest.mark.asyncio
+async def test_files_spill_once_the_process_holds_its_memory_share() -> None:
     budget = UploadBudget(limit=100 * SPILL_BYTES, memory_limit=6000)  # 3000 for arriving files
     form = form_of(budget, 3)
     for file in form.files:
         file.write(b"x" * 1200)
     assert budget.in_memory == 2400  # the third did not fit next to the first two
     assert [file.spilled for file in form.files] == [False, False, True]
+    await form.take_storing_room()
     for file in form.files:
         with file.contents() as data:
             assert data == b"x" * 1200
@@ -67,6 +71,10 @@ def test_the_budget_refuses_what_it_cannot_hold() -> None:
     with pytest.raises(Busy) as refused:
         budget.reserve(401)
     assert refused.value.retry_after >= 1
+    with pytest.raises(Busy):
+        budget.check_room(401)
+    budget.check_room(400)
+    assert budget.held == 600  # checking takes nothing
     budget.reserve(400)
     budget.release(1000)
     budget.reserve(1000)
@@ -78,27 +86,47 @@ def test_storing_costs_the_bytes_and_the_drivers_send_buffer() -> None:
     assert storing_cost(0) == 1
 
 
-def test_uploads_wait_for_room_to_be_stored() -> None:
+@pytest.mark.asyncio
+async def test_uploads_wait_for_room_to_be_stored() -> None:
     budget = UploadBudget(limit=100 * SPILL_BYTES, memory_limit=2 * 3 * SPILL_BYTES)
-    first, second = form_of(budget, 1), form_of(budget, 1)
+    first, second, in_memory = form_of(budget, 1), form_of(budget, 1), form_of(budget, 1)
     for form in (first, second):
         form.files[0].write(b"y" * (SPILL_BYTES + 1))  # past the spill size: on disk
+    in_memory.files[0].write(b"z" * 1000)
     order: list[str] = []
 
-    def store_second() -> None:
+    async def store_second() -> None:
+        await second.take_storing_room()
         with second.files[0].contents():
             order.append("second stored")
 
+    await first.take_storing_room()
     with first.files[0].contents():
         order.append("first stored")
-    waiting = threading.Thread(target=store_second)
-    waiting.start()
-    waiting.join(0.5)
-    assert waiting.is_alive()  # the first upload holds the room until it is done
+    waiting = asyncio.create_task(store_second())
+    await asyncio.sleep(0.2)
+    assert not waiting.done()  # the first upload holds the room until it is done
+    await asyncio.wait_for(in_memory.take_storing_room(), 5)  # a file in memory needs none
     order.append("first done")
     first.close()
-    waiting.join(5)
+    await asyncio.wait_for(waiting, 5)
     assert order == ["first stored", "first done", "second stored"]
+    second.close()
+    assert budget.storing == 0
+
+
+@pytest.mark.asyncio
+async def test_an_upload_waiting_too_long_for_storing_room_is_busy() -> None:
+    budget = UploadBudget(limit=100 * SPILL_BYTES, memory_limit=2 * SPILL_BYTES, storing_wait=0.2)
+    first, second = form_of(budget, 1), form_of(budget, 1)
+    for form in (first, second):
+        form.files[0].write(b"y" * (SPILL_BYTES + 1))
+    await first.take_storing_room()
+    with pytest.raises(Busy) as refused:
+        await second.take_storing_room()
+    assert refused.value.retry_after >= 1
+    first.close()
+    await second.take_storing_room()  # the room is back
     second.close()
     assert budget.storing == 0
 

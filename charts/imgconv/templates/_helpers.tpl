@@ -373,6 +373,11 @@ it as --hostname (%h), the WorkerAutoscaler's drain addresses pods by it ({pod})
 {{- if and $v.api.autoscaling.enabled (gt (int $v.api.autoscaling.minReplicas) (int $v.api.autoscaling.maxReplicas)) -}}
 {{- fail (printf "api.autoscaling.minReplicas (%v) must not exceed maxReplicas (%v)" $v.api.autoscaling.minReplicas $v.api.autoscaling.maxReplicas) -}}
 {{- end -}}
+{{- $tmpBytes := include "imgconv.sizeBytes" $v.api.tmpSizeLimit | float64 -}}
+{{- $budgets := mulf (float64 $v.api.processes) (float64 $v.api.uploadBudgetBytes) -}}
+{{- if lt $tmpBytes $budgets -}}
+{{- fail (printf "api.tmpSizeLimit (%v) must hold api.processes (%v) x api.uploadBudgetBytes (%v) = %.0f bytes of spilled uploads, else a full budget gets the pod evicted: raise tmpSizeLimit or lower uploadBudgetBytes" $v.api.tmpSizeLimit $v.api.processes (int64 $v.api.uploadBudgetBytes) $budgets) -}}
+{{- end -}}
 {{- if le (int $v.config.taskHardTimeLimitSeconds) (int $v.config.taskSoftTimeLimitSeconds) -}}
 {{- fail (printf "config.taskHardTimeLimitSeconds (%v) must exceed config.taskSoftTimeLimitSeconds (%v)" $v.config.taskHardTimeLimitSeconds $v.config.taskSoftTimeLimitSeconds) -}}
 {{- end -}}
@@ -392,6 +397,9 @@ it as --hostname (%h), the WorkerAutoscaler's drain addresses pods by it ({pod})
 {{- fail "hostNetwork (for podman kube play only) and networkPolicy.enabled exclude each other: NetworkPolicies do not apply to host-network pods" -}}
 {{- end -}}
 {{- range $key, $_ := $v.config.extraEnv -}}
+{{- if eq $key "IMGCONV_UPLOAD_BUDGET_BYTES" -}}
+{{- fail "config.extraEnv.IMGCONV_UPLOAD_BUDGET_BYTES: set api.uploadBudgetBytes (the chart checks it against api.tmpSizeLimit)" -}}
+{{- end -}}
 {{- if has $key (list "IMGCONV_DATABASE_URL" "IMGCONV_REDIS_URL" "IMGCONV_BROKER_URL" "IMGCONV_SECRET_KEY") -}}
 {{- fail (printf "config.extraEnv.%s: connections and the secret key come from Secrets (postgres/redis/rabbitmq .external, secretKey.existingSecret), not from plain settings" $key) -}}
 {{- end -}}
@@ -401,6 +409,13 @@ it as --hostname (%h), the WorkerAutoscaler's drain addresses pods by it ({pod})
 {{- end -}}
 {{- include "imgconv.validateStorage" . -}}
 {{- include "imgconv.validateObservability" . -}}
+{{- end -}}
+
+{{/* Bytes of a size such as 2Gi (values.schema.json: a whole number with Ki, Mi, Gi or Ti). */}}
+{{- define "imgconv.sizeBytes" -}}
+{{- $units := dict "Ki" 1024 "Mi" 1048576 "Gi" 1073741824 "Ti" 1099511627776 -}}
+{{- $unit := regexFind "[KMGT]i$" . -}}
+{{- mulf (float64 (trimSuffix $unit .)) (float64 (get $units $unit)) -}}
 {{- end -}}
 
 {{/* Storage values that contradict each other. */}}
