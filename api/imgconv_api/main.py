@@ -16,7 +16,6 @@ from imgconv_api.errors import install_error_handlers
 from imgconv_api.memory import return_large_buffers
 from imgconv_api.metrics import MetricsMiddleware
 from imgconv_api.openapi import document_settings
-from imgconv_api.paths import API_PREFIX
 from imgconv_api.polling import PollFastPath
 from imgconv_api.routes import health, jobs, stats, tokens
 from imgconv_api.state import AppState
@@ -63,9 +62,8 @@ def create_app(settings: Settings | None = None, *, run_sweeper: bool = True) ->
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    for router in (tokens.router, jobs.router, stats.router):
-        app.include_router(router, prefix=API_PREFIX)
-    app.include_router(health.router)
+    for router in (tokens.router, jobs.router, stats.router, health.router):
+        app.include_router(router)
     document_settings(app, settings)
     if settings.cors_origins:
         app.add_middleware(

@@ -236,6 +236,7 @@ def test_polls_are_counted_by_outcome_and_source(stack: Stack, api: str) -> None
         httpx.get(f"{api}/api/v1/jobs/{job['id']}", headers={"Authorization": "x"}).status_code
         == 401
     )
+    assert client.http.get("/api/v1/jobs").status_code == 200  # answered by FastAPI
     after = scrape(f"{api}/metrics")
 
     def delta(name: str, **labels: str) -> float:
@@ -253,6 +254,9 @@ def test_polls_are_counted_by_outcome_and_source(stack: Stack, api: str) -> None
     assert total(after, "imgconv_api_long_polls_in_progress") == 0
     route = "/api/v1/jobs/{job_id}"
     assert delta("imgconv_api_request_duration_seconds_count", route=route, status="304") == 2
+    # Routes answered by FastAPI carry the same whole template as the fast path's.
+    listed = delta("imgconv_api_request_duration_seconds_count", route="/api/v1/jobs", status="200")
+    assert listed == 1
     assert delta("imgconv_api_jobs_accepted_total", source_format="png", target_format="jpeg") == 1
     assert delta("imgconv_api_upload_bytes_total", source_format="png") == job["source_bytes"]
 

@@ -17,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 
 from imgconv_api import metrics
 from imgconv_api.deps import ClientId, ServicesDep, StateDep, bearer
-from imgconv_api.paths import job_path, with_links
+from imgconv_api.paths import API_PREFIX, job_path, with_links
 from imgconv_api.polling import answer_poll
 from imgconv_api.schemas import (
     DOWNLOAD,
@@ -37,7 +37,8 @@ from imgconv_core.services import ServiceContext
 from imgconv_core.storage import DOWNLOAD_CHUNK_BYTES, BlobReader, BlobRole
 from imgconv_core.telemetry.tracing import current_traceparent
 
-router = APIRouter(tags=["jobs"])
+# The prefix belongs to the router, so a route's own path is its whole template (metrics labels).
+router = APIRouter(prefix=API_PREFIX, tags=["jobs"])
 
 JSON = "application/json"
 DOWNLOAD_CACHE = "private, max-age=31536000, immutable"

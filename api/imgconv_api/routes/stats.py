@@ -11,11 +11,13 @@ from kombu.exceptions import KombuError
 from starlette.concurrency import run_in_threadpool
 
 from imgconv_api.deps import ClientId, StateDep
+from imgconv_api.paths import API_PREFIX
 from imgconv_api.schemas import Limits, Stats, errors
 from imgconv_core.db.job_store import count_by_status
 from imgconv_core.images.formats import ImageFormat
 
-router = APIRouter(tags=["stats"])
+# The prefix belongs to the router, so a route's own path is its whole template (metrics labels).
+router = APIRouter(prefix=API_PREFIX, tags=["stats"])
 log = logging.getLogger(__name__)
 
 STATS_TTL = 2.0

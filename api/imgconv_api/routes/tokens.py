@@ -6,10 +6,12 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
 from imgconv_api.deps import StateDep
+from imgconv_api.paths import API_PREFIX
 from imgconv_api.schemas import TokenOut, errors
 from imgconv_core import services
 
-router = APIRouter(tags=["tokens"])
+# The prefix belongs to the router, so a route's own path is its whole template (metrics labels).
+router = APIRouter(prefix=API_PREFIX, tags=["tokens"])
 
 
 @router.post(
