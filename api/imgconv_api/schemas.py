@@ -83,8 +83,8 @@ _ERROR_DESCRIPTIONS = {
     415: "Not an image we can read",
     422: "Invalid request",
     429: "Rate limited (see Retry-After)",
-    503: "Busy (this server holds as many uploads as it can) or the image store is out of "
-    "reach (see Retry-After)",
+    503: "Busy (this server holds as many uploads as it can), or the database or the image "
+    "store is out of reach (see Retry-After)",
 }
 
 RETRY_AFTER = {
@@ -99,7 +99,8 @@ RETRY_AFTER = {
 def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """The documented error answers of an operation (each in the `ErrorBody` shape)."""
     documented: dict[int | str, dict[str, Any]] = {}
-    for status in statuses:
+    # Every operation reads or writes PostgreSQL: each may answer 503 database_unavailable.
+    for status in sorted({*statuses, 503}):
         entry: dict[str, Any] = {"model": ErrorBody, "description": _ERROR_DESCRIPTIONS[status]}
         if status in (429, 503):
             entry["headers"] = RETRY_AFTER

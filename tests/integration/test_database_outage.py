@@ -79,6 +79,13 @@ def test_without_the_database_the_api_answers_503_then_recovers(
     assert polls_failed(url) == polls_before + 1
     assert poll_503s(url) == seconds_before + 1
 
+    # ... and the document says so, for every operation (each one needs the database).
+    document = httpx.get(f"{url}/openapi.json").json()
+    for path, operations in document["paths"].items():
+        if path.startswith("/api/v1/"):
+            for method, operation in operations.items():
+                assert "503" in operation["responses"], (method, path)
+
     proxy.restore()
     wait_until(lambda: client.job(job["id"]).status_code == 200, 30, "polls did not recover")
     assert client.http.get("/api/v1/jobs").status_code == 200
