@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import redis
 import redis.asyncio as aioredis
@@ -15,6 +15,7 @@ from imgconv_api.metrics import Backlog, PollMetrics
 from imgconv_api.outbox_relay import OutboxRelay
 from imgconv_api.publisher import CeleryPublisher
 from imgconv_api.rate_limits import RateLimits
+from imgconv_api.schemas import Stats
 from imgconv_api.tracing import instrument_state, with_stored_traces
 from imgconv_api.uploads import UploadBudget
 from imgconv_core.db.session import make_async_engine, make_engine, make_session_factory
@@ -49,7 +50,7 @@ class AppState:
     poll_metrics: PollMetrics
     backlog: Backlog  # the queue backlog gauges of /metrics
     background: Background
-    stats_cache: dict[str, object] = field(default_factory=dict)
+    stats_cache: tuple[float, Stats] | None = None  # (when read, what was read)
 
     @classmethod
     def open(cls, settings: Settings, *, run_sweeper: bool) -> AppState:

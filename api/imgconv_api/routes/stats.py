@@ -26,10 +26,9 @@ STATS_TTL = 2.0
 @router.get("/stats", operation_id="getStats", response_model=Stats, responses=errors(401))
 async def get_stats(state: StateDep, _client: ClientId) -> Stats:
     """Queue depth, workers online, jobs by status (all clients, aggregates only) and limits."""
-    cached = state.stats_cache.get("stats")
-    if isinstance(cached, tuple) and time.monotonic() - cached[0] < STATS_TTL:
-        stats: Stats = cached[1]
-        return stats
+    cached = state.stats_cache
+    if cached is not None and time.monotonic() - cached[0] < STATS_TTL:
+        return cached[1]
 
     def collect() -> Stats:
         depth: int | None
@@ -56,5 +55,5 @@ async def get_stats(state: StateDep, _client: ClientId) -> Stats:
         )
 
     stats = await run_in_threadpool(collect)
-    state.stats_cache["stats"] = (time.monotonic(), stats)
+    state.stats_cache = (time.monotonic(), stats)
     return stats
