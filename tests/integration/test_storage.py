@@ -4,6 +4,8 @@ deployment's backend with old jobs present, streaming and presigned downloads.""
 
 from __future__ import annotations
 
+import secrets
+import signal
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -329,3 +331,41 @@ def test_presigned_redirect_with_credentials_from_files(
         ready = httpx.get(f"{url}/readyz")
         assert ready.status_code == 503
         assert ready.json()["checks"]["storage"].startswith("unavailable")
+
+
+def test_a_rotated_key_pair_in_the_credential_files_is_used_without_a_restart(
+    s3_private: Stack, weed: SeaweedFS, tmp_path: Path
+) -> None:
+    rotated = ("rotated-" + secrets.token_hex(6), secrets.token_hex(20))
+    weed.other_keys = [rotated]  # both pairs work while the Secret is being rotated
+    weed.stop(signal.SIGKILL)
+    weed.start()
+    key_file, secret_file = tmp_path / "key", tmp_path / "secret"
+    key_file.write_text(weed.access_key)
+    secret_file.write_text(weed.secret_key)
+    del s3_private.overrides["IMGCONV_S3_ACCESS_KEY_ID"]
+    del s3_private.overrides["IMGCONV_S3_SECRET_ACCESS_KEY"]
+    proc, url = start_api(
+        s3_private,
+        IMGCONV_S3_ACCESS_KEY_ID_FILE=str(key_file),
+        IMGCONV_S3_SECRET_ACCESS_KEY_FILE=str(secret_file),
+    )
+    with running(proc):
+        client = ApiClient(url)
+        first = client.upload_ok([("a.jpg", photo(64, 64))])[0]
+        # The Secret now holds the new pair; then the old one is revoked.
+        key_file.write_text(rotated[0])
+        secret_file.write_text(rotated[1])
+        weed.stop(signal.SIGKILL)
+        weed.access_key, weed.secret_key = rotated
+        weed.other_keys = []
+        weed.start()
+        wait_until(
+            lambda: client.upload([("b.jpg", photo(64, 64))]).status_code == 202,
+            60,
+            "uploads did not work with the rotated key pair",
+            proc,
+        )
+        assert client.http.get("/readyz").status_code == 200
+        assert client.http.get(f"/api/v1/jobs/{first['id']}/source").status_code == 200
+    assert len(weed.object_keys()) == 2

@@ -57,6 +57,8 @@ class SeaweedFS:
     ports: SeaweedPorts = field(default_factory=_free_ports)
     access_key: str = field(default_factory=lambda: "test-" + secrets.token_hex(6))
     secret_key: str = field(default_factory=lambda: secrets.token_hex(20))
+    # More key pairs it accepts besides the one above (as during a key rotation).
+    other_keys: list[tuple[str, str]] = field(default_factory=list)
     bucket: str = BUCKET
     process: Process | None = None
 
@@ -77,7 +79,11 @@ class SeaweedFS:
                         {
                             "name": "imgconv",
                             "credentials": [
-                                {"accessKey": self.access_key, "secretKey": self.secret_key}
+                                {"accessKey": key, "secretKey": secret}
+                                for key, secret in [
+                                    (self.access_key, self.secret_key),
+                                    *self.other_keys,
+                                ]
                             ],
                             "actions": ["Admin", "Read", "Write", "List", "Tagging"],
                         }
