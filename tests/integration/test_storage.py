@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import secrets
 import signal
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +21,7 @@ from imgconv_core.db.session import make_engine, make_session_factory, transacti
 from imgconv_core.processing import Result, claim_job, complete_job
 from imgconv_core.storage import blob_key
 from imgconv_core.tokens import issue_token
+from tests.integration.test_upload_memory import MIB, bmp_of_about, kib_of
 from tests.support.client import ApiClient
 from tests.support.images import format_of, photo
 from tests.support.seaweedfs import SeaweedFS, seaweedfs
@@ -289,6 +291,66 @@ def test_big_images_stream_in_pieces_from_both_backends(s3_private: Stack, weed:
                 body = b"".join(response.iter_raw())
             assert body == big
     assert [row[2] for row in job_rows(s3_private)] == ["postgres", "s3"]
+
+
+DOWNLOADS = 6
+BIG_IMAGE = 20 * MIB
+
+
+def reset_peak_rss(pid: int) -> None:
+    """Make a process's (and its children's) VmHWM start again from its current RSS."""
+    pids = [pid]
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    if children.exists():
+        pids += [int(child) for child in children.read_text().split()]
+    for each in pids:
+        Path(f"/proc/{each}/clear_refs").write_text("5")
+
+
+@pytest.mark.parametrize("storage", ["postgres", "s3"])
+def test_concurrent_big_downloads_are_not_held_in_memory(
+    s3_private: Stack, weed: SeaweedFS, storage: str
+) -> None:
+    """Several clients download a 20 MiB image at once, each reading its body only after all
+    of them got their headers: a buffered response would hold every body at that point."""
+    image = bmp_of_about(BIG_IMAGE)
+    proc, url = start_api(s3_private, IMGCONV_STORAGE=storage)
+    with running(proc):
+        client = ApiClient(url)
+        client.http.timeout = httpx.Timeout(120)
+        job = client.upload_ok([("big.bmp", image)])[0]
+        # Warm up the download path, then measure the peak from here.
+        assert client.http.get(f"/api/v1/jobs/{job['id']}/source").content == image
+        reset_peak_rss(proc.proc.pid)
+        idle = kib_of(proc.proc.pid, "VmRSS")
+        all_started = threading.Barrier(DOWNLOADS, timeout=120)
+        received: list[bytes] = []
+        lock = threading.Lock()
+
+        def download() -> None:
+            with (
+                httpx.Client(base_url=url, headers=client.http.headers, timeout=120) as http,
+                http.stream("GET", f"/api/v1/jobs/{job['id']}/source") as response,
+            ):
+                assert response.status_code == 200
+                all_started.wait()
+                body = response.read()
+            with lock:
+                received.append(body)
+
+        threads = [threading.Thread(target=download) for _ in range(DOWNLOADS)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(300)
+        peak = kib_of(proc.proc.pid, "VmHWM")
+    assert received == [image] * DOWNLOADS
+    served = DOWNLOADS * len(image)
+    print(
+        f"\n{storage}: API peak RSS +{(peak - idle) / MIB:.0f} MiB serving {served / MIB:.0f} MiB"
+    )
+    # Streaming: a few MiB per download (its pieces, connections). Buffered: 1.5x what is served.
+    assert peak - idle < served / 2, f"peak +{(peak - idle) / MIB:.0f} MiB"
 
 
 def test_presigned_redirect_with_credentials_from_files(
