@@ -4,12 +4,16 @@ deployment's backend with old jobs present, streaming and presigned downloads.""
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import signal
+import tempfile
 import threading
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import httpx
 import psycopg
@@ -233,6 +237,55 @@ def test_a_result_for_a_canceled_job_is_deleted_and_a_retry_keeps_one_result(
             assert complete_job(tx, store, retried, "host:2", result) is None
         results = [key for key in weed.object_keys() if key.endswith("/result")]
         assert results == [blob_key(retried, "result")]
+    finally:
+        engine.dispose()
+
+
+@dataclass(frozen=True)
+class SpilledSource:
+    """An upload's file on disk that refuses to be read whole (as `contents()` would)."""
+
+    file: BinaryIO
+    size: int
+
+    def contents(self) -> contextlib.AbstractContextManager[bytes]:
+        raise AssertionError("read whole into memory")
+
+    @contextlib.contextmanager
+    def stream(self) -> Iterator[BinaryIO]:
+        self.file.seek(0)
+        yield self.file
+
+
+def test_a_file_source_goes_to_s3_streamed_in_parts(s3_private: Stack, weed: SeaweedFS) -> None:
+    settings = weed.settings()
+    store = weed.store()
+    engine = make_engine(settings.model_copy(update={"database_url": s3_private.database_url}))
+    sessions = make_session_factory(engine)
+    image = bmp_of_about(12 * MIB)  # more than two parts
+    issued = issue_token(b"k" * 32)
+    with transaction(sessions) as tx:
+        job_store.create_client(tx, issued)
+    try:
+        with tempfile.TemporaryFile() as file, transaction(sessions) as tx:
+            file.write(image)
+            new = job_store.NewJob(
+                filename="big.bmp",
+                source=SpilledSource(file, len(image)),
+                source_format="bmp",
+                source_mime="image/bmp",
+                width=2048,
+                height=len(image) // (2048 * 3),
+                target_format="png",
+                options={},
+                id=uuid.uuid4(),
+            )
+            assert job_store.insert_jobs(tx, store, issued.client_id, [new]) is not None
+        with sessions() as tx:
+            stored = store.get(tx, blob_key(new.id, "source"))
+        assert stored is not None
+        assert stored.content_type == "image/bmp"
+        assert stored.data == image
     finally:
         engine.dispose()
 

@@ -37,6 +37,11 @@ log = logging.getLogger(__name__)
 # FileNotFoundError (a missing key) is not among them: it means "no such blob".
 _FAILURES = (BaseError, ConnectionError, TimeoutError)
 
+# A file bigger than one part goes up as a multipart upload, this many parts at a time: a few
+# uploads of 25 MiB files at once hold 10 MiB each, not their whole files.
+PART_BYTES = 5 * 1024 * 1024  # S3's smallest part
+PARTS_IN_FLIGHT = 2
+
 # How long a client trusts the key pair it read from files. Kubernetes updates a mounted
 # Secret within about a minute; a request failing meanwhile (the old key refused) makes the
 # next one look at once, so this only bounds the cost: two small reads per interval.
@@ -87,6 +92,7 @@ class S3BlobStore:
 
     backend = StorageBackend.S3
     transactional = False
+    streams_files = True
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
@@ -176,7 +182,14 @@ class S3BlobStore:
         """Store `data` under `key` now (overwrites); a file is streamed, in parts when big."""
         del tx  # not transactional: the caller commits its row after this returns
         try:
-            obstore.put(self._store(), key, data, attributes={"Content-Type": content_type})
+            obstore.put(
+                self._store(),
+                key,
+                data,
+                attributes={"Content-Type": content_type},
+                chunk_size=PART_BYTES,
+                max_concurrency=PARTS_IN_FLIGHT,
+            )
         except _FAILURES as exc:
             self._unavailable("put", exc)
 
