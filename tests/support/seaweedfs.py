@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import obstore
 
 from imgconv_core.settings import Settings
 from imgconv_core.storage.s3 import S3BlobStore
@@ -158,6 +159,15 @@ class SeaweedFS:
             keys += [key for key, _ in page]
             after = page[-1][0]
         return keys
+
+    def object_sizes(self, prefix: str = "") -> dict[str, int]:
+        """The size of every object in the bucket under `prefix`, by key (relative to it)."""
+        store = self.store(prefix)
+        return {
+            meta["path"]: meta["size"]
+            for page in obstore.list(store._store(), chunk_size=1000)
+            for meta in page
+        }
 
     def create_bucket(self) -> None:
         """Create the bucket (as an operator would, before pointing imgconv at it)."""
