@@ -55,6 +55,7 @@ from tests.support.services import (
 
 # Recorded once for the seed demo (issue 2), on another machine: not measured in this run.
 SEED = {"poll_rps": 1394.0, "poll_p99_ms": 96.0, "uploads_rps": 171.0, "list_s": 3.1}
+UPLOAD_ROUNDS = 2  # upload benchmarks: rounds interleaved with their reference, best of each
 RESULTS = Path(__file__).parent / "results"
 Row = dict[str, object]
 
@@ -461,31 +462,38 @@ def bench_uploads(stack: Stack, api: str, client: ApiClient) -> list[Row]:
     )
     with tempfile.NamedTemporaryFile(suffix=".bin", delete=False) as tmp:
         tmp.write(body)
+    # Rounds alternate with Postgres alone and the best of each counts: noise on a shared
+    # machine only slows a run, and a slow spell then hits both sides alike.
+    results, alone = [], []
     try:
-        result = wrk(
-            f"{api}/api/v1/jobs",
-            connections=8,
-            headers={"Authorization": f"Bearer {client.token}"},
-            lua=POST_BODY % (tmp.name, boundary),
-        )
+        for _ in range(UPLOAD_ROUNDS):
+            result = wrk(
+                f"{api}/api/v1/jobs",
+                connections=8,
+                headers={"Authorization": f"Bearer {client.token}"},
+                lua=POST_BODY % (tmp.name, boundary),
+            )
+            assert result.non_2xx_3xx == 0, result
+            results.append(result)
+            alone.append(_postgres_alone(stack, image, connections=8, seconds=10))
     finally:
         os.unlink(tmp.name)
-    assert result.non_2xx_3xx == 0, result
-    alone = _postgres_alone(stack, image, connections=8, seconds=10)
+    best = max(results, key=lambda r: r.requests_per_s)
+    top_alone = max(alone)
     return [
         row(
             f"uploads of a 1-MP JPEG ({len(image) // 1000} KB), 8 conns",
-            fmt(result),
+            f"{fmt(best)} (rounds: " + ", ".join(f"{r.requests_per_s:.0f}" for r in results) + ")",
             f"seed, recorded: {SEED['uploads_rps']:.0f}/s",
-            result.requests_per_s / SEED["uploads_rps"],
+            best.requests_per_s / SEED["uploads_rps"],
             ">= 2x seed",
         ),
         row(
             "  the same bytes into Postgres alone, 8 conns",
-            f"{alone:,.0f} commits/s",
+            f"{top_alone:,.0f} commits/s (rounds: " + ", ".join(f"{a:.0f}" for a in alone) + ")",
             "uploads vs this ceiling",
-            result.requests_per_s / alone,
-            "(reference)",
+            best.requests_per_s / top_alone,
+            ">= 0.6",
         ),
     ]
 

@@ -16,14 +16,12 @@ from pathlib import Path
 
 from bench.conversion import photo_jpeg
 from bench.http_load import POST_BODY, LoadResult, wrk
-from bench.run import Row, bench_conversions, bench_stack, fmt, row
+from bench.run import SEED, UPLOAD_ROUNDS, Row, bench_conversions, bench_stack, fmt, row
 from tests.support.client import ApiClient
 from tests.support.seaweedfs import SeaweedFS, seaweedfs
 from tests.support.services import Process, Stack, start_api
 
-SEED_UPLOADS_RPS = 171.0
 CONNECTIONS = 8
-ROUNDS = 2
 
 
 @contextmanager
@@ -180,7 +178,7 @@ def bench_uploads_s3() -> list[Row]:
         upload_load(api, client, image, seconds=3)  # warm-up
         ours, alone, budgets = [], [], []
         weed_pid = server.process.proc.pid if server.process else 0
-        for _ in range(ROUNDS):
+        for _ in range(UPLOAD_ROUNDS):
             result, spent = cpu_per_request(
                 lambda: upload_load(api, client, image),
                 10,
@@ -190,17 +188,17 @@ def bench_uploads_s3() -> list[Row]:
             budgets.append(spent)
             alone.append(seaweedfs_alone(server, image))
         client.close()
-    best = max(range(ROUNDS), key=lambda i: ours[i].requests_per_s)
+    best = max(range(UPLOAD_ROUNDS), key=lambda i: ours[i].requests_per_s)
     top_alone = max(alone)
-    budget_at_target = 2 * 1000 / (2 * SEED_UPLOADS_RPS)  # 2 cores, ms per upload
+    budget_at_target = 2 * 1000 / (2 * SEED["uploads_rps"])  # 2 cores, ms per upload
     return [
         row(
             f"uploads of a 1-MP JPEG ({len(image) // 1000} KB), 8 conns, S3 backend",
             f"{fmt(ours[best])} (rounds: "
             + ", ".join(f"{r.requests_per_s:.0f}" for r in ours)
             + ")",
-            f"seed: {SEED_UPLOADS_RPS:.0f}/s",
-            ours[best].requests_per_s / SEED_UPLOADS_RPS,
+            f"seed: {SEED['uploads_rps']:.0f}/s",
+            ours[best].requests_per_s / SEED["uploads_rps"],
             ">= 2x seed, or >= 0.8 of SeaweedFS alone",
         ),
         row(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import socket
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -19,8 +20,10 @@ from sqlalchemy import delete, func, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from imgconv_core.db.models import IdempotencyKey, Job
+from imgconv_core.errors import StorageUnavailable
 from imgconv_core.jobs import JobStatus
 from imgconv_core.processes import pid_alive
+from imgconv_core.settings import StorageBackend
 from imgconv_core.storage import BlobStore, BlobStores, blob_key, job_keys
 
 WORKER_LOST = "worker_lost"
@@ -252,12 +255,25 @@ def orphaned_jobs(tx: Session, *, enqueued_before: float, limit: int = 500) -> l
     )
 
 
+@dataclass(frozen=True)
+class ExpiredBatch:
+    deleted: list[uuid.UUID]  # jobs deleted with their images
+    looked_at: int  # jobs past retention in the batch (fewer than asked: none is left)
+    unreachable: frozenset[StorageBackend]  # stores whose jobs were kept for a later pass
+
+
 def expire_jobs(
-    tx: Session, stores: BlobStores, *, retention: timedelta, limit: int = 500
-) -> list[uuid.UUID]:
+    tx: Session,
+    stores: BlobStores,
+    *,
+    retention: timedelta,
+    limit: int = 500,
+    skip: Collection[StorageBackend] = (),
+) -> ExpiredBatch:
     """Delete jobs (and their images, wherever each job's are) created longer ago than the
     retention period, and as many Idempotency-Keys that old: a retry after that long is a new
-    upload."""
+    upload. Jobs in a store that is unreachable (or in `skip`) keep their rows, so their
+    images are deleted by a later call rather than left behind."""
     cutoff = func.now() - retention
     old_keys = (
         select(IdempotencyKey.client_id, IdempotencyKey.key)
@@ -270,20 +286,24 @@ def expire_jobs(
             tuple_(IdempotencyKey.client_id, IdempotencyKey.key).in_(old_keys)
         )
     )
+    query = select(Job.id, Job.storage).where(Job.created_at < cutoff)
+    if skip:
+        query = query.where(Job.storage.not_in([backend.value for backend in skip]))
     rows = tx.execute(
-        select(Job.id, Job.storage)
-        .where(Job.created_at < cutoff)
-        .order_by(Job.created_at)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
+        query.order_by(Job.created_at).limit(limit).with_for_update(skip_locked=True)
     ).all()
-    if not rows:
-        return []
-    by_backend: dict[str, list[uuid.UUID]] = {}
+    by_backend: dict[StorageBackend, list[uuid.UUID]] = {}
     for job_id, backend in rows:
-        by_backend.setdefault(backend, []).append(job_id)
+        by_backend.setdefault(StorageBackend(backend), []).append(job_id)
+    deleted: list[uuid.UUID] = []
+    unreachable: set[StorageBackend] = set()
     for backend, ids in by_backend.items():
-        stores.of(backend).delete(tx, job_keys(ids))
-    ids = [job_id for job_id, _ in rows]
-    tx.execute(delete(Job).where(Job.id.in_(ids)))
-    return ids
+        try:
+            stores.of(backend).delete(tx, job_keys(ids))
+        except StorageUnavailable:
+            unreachable.add(backend)
+            continue
+        deleted += ids
+    if deleted:
+        tx.execute(delete(Job).where(Job.id.in_(deleted)))
+    return ExpiredBatch(deleted, len(rows), frozenset(unreachable))

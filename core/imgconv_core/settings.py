@@ -167,8 +167,8 @@ class Settings(BaseSettings):
         return self
 
     def s3_credentials(self) -> tuple[str, str] | None:
-        """The S3 key pair (a `_FILE` setting is read now, so a rotated Secret is picked up by
-        the next client), or None to leave credentials to the environment's chain."""
+        """The S3 key pair (a `_FILE` setting is read now: S3BlobStore calls this again to pick
+        up a rotated Secret), or None to leave credentials to the environment's chain."""
 
         def value(direct: SecretStr | None, file: Path | None) -> str | None:
             if file is not None:

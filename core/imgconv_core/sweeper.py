@@ -3,7 +3,8 @@
 Runs in the API processes (always up, unlike workers that may be scaled to zero); a Postgres
 advisory lock lets one replica at a time do a pass. Each pass:
 - re-queues jobs whose worker vanished (lease over), or fails them after too many attempts;
-- deletes jobs past the retention period, with their images;
+- deletes jobs past the retention period, with their images (those in a store that is down
+  wait for it; the rest of the pass goes on);
 - deletes objects in the S3 bucket that no job needs, after a grace period (storage/orphans.py);
 - rewrites the status cache for jobs changed since the last good pass (heals missed writes);
 - publishes queued jobs the broker never confirmed (the outbox), e.g. after a broker outage;
@@ -134,15 +135,28 @@ class Sweeper:
 
     def _expire(self) -> list[uuid.UUID]:
         """Delete jobs past retention in batches (one transaction each) until none is left or
-        half a sweep interval is used, so deletion keeps up with any sustained upload rate."""
+        half a sweep interval is used, so deletion keeps up with any sustained upload rate.
+        Jobs in a store that is down are skipped for the rest of the pass (their rows stay, so
+        the next pass deletes their images), so an S3 outage holds up only S3 jobs."""
         retention = timedelta(days=self.settings.retention_days)
         budget_ends = time.monotonic() + self.settings.sweep_interval_seconds / 2
         expired: list[uuid.UUID] = []
+        down: set[StorageBackend] = set()
         while True:
             with transaction(self.sessions) as tx:
-                batch = expire_jobs(tx, self.stores, retention=retention, limit=self.expire_batch)
-            expired += batch
-            if len(batch) < self.expire_batch or time.monotonic() >= budget_ends:
+                batch = expire_jobs(
+                    tx, self.stores, retention=retention, limit=self.expire_batch, skip=down
+                )
+            expired += batch.deleted
+            if batch.unreachable:
+                log.warning(
+                    "retention skips jobs in %s until it answers",
+                    ", ".join(sorted(batch.unreachable)),
+                )
+                down |= batch.unreachable
+            elif batch.looked_at < self.expire_batch:
+                return expired
+            if time.monotonic() >= budget_ends:
                 return expired
 
     def _delete_orphans(self) -> int:

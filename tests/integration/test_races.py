@@ -16,22 +16,22 @@ from typing import TypeVar
 import httpx
 import psycopg
 import pytest
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from imgconv_core.db import job_store
-from imgconv_core.db.models import Blob, Job
+from imgconv_core.db.models import Job
 from imgconv_core.db.session import make_engine, make_session_factory, transaction
 from imgconv_core.images.formats import ImageFormat
 from imgconv_core.job_ids import new_job_id
 from imgconv_core.processing import Result, claim_job, complete_job
 from imgconv_core.settings import LOCAL_SECRET, Settings
-from imgconv_core.storage import PostgresBlobStore
+from imgconv_core.storage import BLOB_ROLES, BlobRole, BlobStore, PostgresBlobStore, blob_key
 from imgconv_core.tokens import verify_token
 from imgconv_core.uploads import ConversionRequest, upload_fingerprint
 from tests.integration.test_upload_memory import bmp_of_about, bytes_held
 from tests.support.client import ApiClient
 from tests.support.images import photo
+from tests.support.seaweedfs import SeaweedFS
 from tests.support.services import REDIS_DB, Stack, destroy_stack, make_stack, start_api, wait_until
 
 T = TypeVar("T")
@@ -39,10 +39,39 @@ WORKER = "race-test-worker:1"
 
 
 @pytest.fixture(scope="module")
-def race_stack(log_dir: Path) -> Iterator[Stack]:
+def race_backend(request: pytest.FixtureRequest) -> str:
+    """Where the race stack keeps images: Postgres, or what a test is parametrised with."""
+    return str(getattr(request, "param", "postgres"))
+
+
+@pytest.fixture(scope="module")
+def race_stack(log_dir: Path, race_backend: str, request: pytest.FixtureRequest) -> Iterator[Stack]:
     stack = make_stack(log_dir, redis_db=REDIS_DB + 1)
+    if race_backend == "s3":
+        seaweed: SeaweedFS = request.getfixturevalue("seaweed")
+        stack.overrides.update(seaweed.env(prefix=f"{stack.vhost}/"))
     yield stack
     destroy_stack(stack)
+
+
+@pytest.fixture(scope="module")
+def race_store(race_stack: Stack, race_backend: str, request: pytest.FixtureRequest) -> BlobStore:
+    """The store the race stack's API keeps images in."""
+    if race_backend == "s3":
+        seaweed: SeaweedFS = request.getfixturevalue("seaweed")
+        return seaweed.store(prefix=f"{race_stack.vhost}/")
+    return PostgresBlobStore()
+
+
+def stored_images(
+    sessions: sessionmaker[Session], store: BlobStore, job_id: uuid.UUID
+) -> list[BlobRole]:
+    """The images of a job that its store holds."""
+    with sessions() as tx:
+        return [role for role in BLOB_ROLES if store.get(tx, blob_key(job_id, role)) is not None]
+
+
+BOTH_BACKENDS = pytest.mark.parametrize("race_backend", ["postgres", "s3"], indirect=True)
 
 
 @pytest.fixture(scope="module")
@@ -95,41 +124,55 @@ def claim(sessions: sessionmaker[Session], job_id: uuid.UUID) -> None:
 
 
 def finish_while(
-    stack: Stack, sessions: sessionmaker[Session], job_id: uuid.UUID, request: Callable[[], T]
+    stack: Stack,
+    sessions: sessionmaker[Session],
+    store: BlobStore,
+    job_id: uuid.UUID,
+    request: Callable[[], T],
 ) -> T:
     """Complete a claimed job, committing only once `request` waits for the job's row lock."""
     done = Result(photo(8, 8, "PNG"), "image/png", 8, 8)
     with transaction(sessions) as tx:
-        assert complete_job(tx, PostgresBlobStore(), job_id, WORKER, done) is not None
+        assert complete_job(tx, store, job_id, WORKER, done) is not None
         answer = in_background(request)
         wait_until(lambda: lock_waiters(stack) >= 1, 20, "the request never waited for the lock")
     return answer()
 
 
+@BOTH_BACKENDS
 def test_delete_while_the_job_completes_deletes_it(
-    race_stack: Stack, race_api: str, sessions: sessionmaker[Session]
+    race_stack: Stack, race_api: str, sessions: sessionmaker[Session], race_store: BlobStore
 ) -> None:
     client = ApiClient(race_api)
     job_id = uuid.UUID(client.upload_ok([("a.jpg", photo(32, 32))])[0]["id"])
     claim(sessions, job_id)
     response = finish_while(
-        race_stack, sessions, job_id, lambda: client.http.delete(f"/api/v1/jobs/{job_id}")
+        race_stack,
+        sessions,
+        race_store,
+        job_id,
+        lambda: client.http.delete(f"/api/v1/jobs/{job_id}"),
     )
     assert response.status_code == 204, response.text
     assert client.job(str(job_id)).status_code == 404
     with sessions() as tx:
         assert tx.get(Job, job_id) is None
-        assert tx.scalars(select(Blob.key).where(Blob.key.startswith(str(job_id)))).all() == []
+    assert stored_images(sessions, race_store, job_id) == []
 
 
+@BOTH_BACKENDS
 def test_cancel_while_the_job_completes_answers_it_completed(
-    race_stack: Stack, race_api: str, sessions: sessionmaker[Session]
+    race_stack: Stack, race_api: str, sessions: sessionmaker[Session], race_store: BlobStore
 ) -> None:
     client = ApiClient(race_api)
     job_id = uuid.UUID(client.upload_ok([("a.jpg", photo(32, 32))])[0]["id"])
     claim(sessions, job_id)
     response = finish_while(
-        race_stack, sessions, job_id, lambda: client.http.post(f"/api/v1/jobs/{job_id}/cancel")
+        race_stack,
+        sessions,
+        race_store,
+        job_id,
+        lambda: client.http.post(f"/api/v1/jobs/{job_id}/cancel"),
     )
     assert response.status_code == 200, response.text
     assert response.json()["status"] == "completed"
@@ -137,13 +180,14 @@ def test_cancel_while_the_job_completes_answers_it_completed(
     assert client.http.get(f"/api/v1/jobs/{job_id}/result").status_code == 200
 
 
+@BOTH_BACKENDS
 def test_a_worker_finishing_after_a_cancel_stores_nothing(
-    race_stack: Stack, race_api: str, sessions: sessionmaker[Session]
+    race_stack: Stack, race_api: str, sessions: sessionmaker[Session], race_store: BlobStore
 ) -> None:
     client = ApiClient(race_api)
     job_id = uuid.UUID(client.upload_ok([("a.jpg", photo(32, 32))])[0]["id"])
     claim(sessions, job_id)
-    store = PostgresBlobStore()
+    store = race_store
     done = Result(photo(8, 8, "PNG"), "image/png", 8, 8)
 
     def worker_finishes() -> Job | None:
@@ -161,7 +205,7 @@ def test_a_worker_finishing_after_a_cancel_stores_nothing(
         job = tx.get(Job, job_id)
         assert job is not None
         assert (job.status, job.result_bytes) == ("canceled", None)
-        assert tx.scalars(select(Blob.key).where(Blob.key.startswith(str(job_id)))).all() == []
+    assert stored_images(sessions, store, job_id) == []
 
 
 def test_replay_after_the_jobs_were_deleted_is_a_clear_4xx(race_api: str) -> None:

@@ -20,6 +20,7 @@ from imgconv_core.settings import Settings
 from tests.support.client import ApiClient
 from tests.support.images import photo
 from tests.support.proxy import CuttableProxy
+from tests.support.seaweedfs import SeaweedFS
 from tests.support.services import (
     AMQP_HOST,
     AMQP_PORT,
@@ -37,7 +38,7 @@ def job_row(stack: Stack, job_id: str) -> dict[str, Any]:
     url = stack.database_url.replace("postgresql+psycopg://", "postgresql://", 1)
     with psycopg.connect(url) as conn:
         cur = conn.execute(
-            "SELECT status, attempts, version, claimed_by, enqueued_at, error_code "
+            "SELECT status, attempts, version, claimed_by, enqueued_at, error_code, storage "
             "FROM jobs WHERE id = %s",
             (job_id,),
         )
@@ -114,7 +115,14 @@ def test_a_job_that_keeps_killing_workers_ends_failed(private_stack: Stack) -> N
         assert "2 times" in done["error"]["message"]
 
 
-def test_duplicate_messages_convert_once(private_stack: Stack) -> None:
+@pytest.mark.parametrize("storage", ["postgres", "s3"])
+def test_duplicate_messages_convert_once(
+    private_stack: Stack, storage: str, request: pytest.FixtureRequest
+) -> None:
+    prefix = f"{private_stack.vhost}/"
+    if storage == "s3":
+        seaweed: SeaweedFS = request.getfixturevalue("seaweed")
+        private_stack.overrides.update(seaweed.env(prefix))
     api_proc, url = start_api(private_stack)
     with running(api_proc):
         client = ApiClient(url)
@@ -137,6 +145,9 @@ def test_duplicate_messages_convert_once(private_stack: Stack) -> None:
         row = job_row(private_stack, job_id)
         assert row["attempts"] == 1  # claimed once
         assert row["version"] == 3  # queued -> processing -> completed, nothing more
+        assert row["storage"] == storage
+        if storage == "s3":
+            assert sorted(seaweed.object_keys(prefix)) == [f"{job_id}/result", f"{job_id}/source"]
 
 
 def test_broker_unreachable_during_upload_job_completes_when_back(private_stack: Stack) -> None:

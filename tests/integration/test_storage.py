@@ -4,9 +4,16 @@ deployment's backend with old jobs present, streaming and presigned downloads.""
 
 from __future__ import annotations
 
+import contextlib
+import secrets
+import signal
+import tempfile
+import threading
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import httpx
 import psycopg
@@ -18,6 +25,7 @@ from imgconv_core.db.session import make_engine, make_session_factory, transacti
 from imgconv_core.processing import Result, claim_job, complete_job
 from imgconv_core.storage import blob_key
 from imgconv_core.tokens import issue_token
+from tests.integration.test_upload_memory import MIB, bmp_of_about, kib_of
 from tests.support.client import ApiClient
 from tests.support.images import format_of, photo
 from tests.support.seaweedfs import SeaweedFS, seaweedfs
@@ -233,6 +241,55 @@ def test_a_result_for_a_canceled_job_is_deleted_and_a_retry_keeps_one_result(
         engine.dispose()
 
 
+@dataclass(frozen=True)
+class SpilledSource:
+    """An upload's file on disk that refuses to be read whole (as `contents()` would)."""
+
+    file: BinaryIO
+    size: int
+
+    def contents(self) -> contextlib.AbstractContextManager[bytes]:
+        raise AssertionError("read whole into memory")
+
+    @contextlib.contextmanager
+    def stream(self) -> Iterator[BinaryIO]:
+        self.file.seek(0)
+        yield self.file
+
+
+def test_a_file_source_goes_to_s3_streamed_in_parts(s3_private: Stack, weed: SeaweedFS) -> None:
+    settings = weed.settings()
+    store = weed.store()
+    engine = make_engine(settings.model_copy(update={"database_url": s3_private.database_url}))
+    sessions = make_session_factory(engine)
+    image = bmp_of_about(12 * MIB)  # more than two parts
+    issued = issue_token(b"k" * 32)
+    with transaction(sessions) as tx:
+        job_store.create_client(tx, issued)
+    try:
+        with tempfile.TemporaryFile() as file, transaction(sessions) as tx:
+            file.write(image)
+            new = job_store.NewJob(
+                filename="big.bmp",
+                source=SpilledSource(file, len(image)),
+                source_format="bmp",
+                source_mime="image/bmp",
+                width=2048,
+                height=len(image) // (2048 * 3),
+                target_format="png",
+                options={},
+                id=uuid.uuid4(),
+            )
+            assert job_store.insert_jobs(tx, store, issued.client_id, [new]) is not None
+        with sessions() as tx:
+            stored = store.get(tx, blob_key(new.id, "source"))
+        assert stored is not None
+        assert stored.content_type == "image/bmp"
+        assert stored.data == image
+    finally:
+        engine.dispose()
+
+
 def test_switching_from_postgres_to_s3_keeps_old_jobs_served_and_expired(
     private_stack: Stack, seaweed: SeaweedFS
 ) -> None:
@@ -289,6 +346,66 @@ def test_big_images_stream_in_pieces_from_both_backends(s3_private: Stack, weed:
     assert [row[2] for row in job_rows(s3_private)] == ["postgres", "s3"]
 
 
+DOWNLOADS = 6
+BIG_IMAGE = 20 * MIB
+
+
+def reset_peak_rss(pid: int) -> None:
+    """Make a process's (and its children's) VmHWM start again from its current RSS."""
+    pids = [pid]
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    if children.exists():
+        pids += [int(child) for child in children.read_text().split()]
+    for each in pids:
+        Path(f"/proc/{each}/clear_refs").write_text("5")
+
+
+@pytest.mark.parametrize("storage", ["postgres", "s3"])
+def test_concurrent_big_downloads_are_not_held_in_memory(
+    s3_private: Stack, weed: SeaweedFS, storage: str
+) -> None:
+    """Several clients download a 20 MiB image at once, each reading its body only after all
+    of them got their headers: a buffered response would hold every body at that point."""
+    image = bmp_of_about(BIG_IMAGE)
+    proc, url = start_api(s3_private, IMGCONV_STORAGE=storage)
+    with running(proc):
+        client = ApiClient(url)
+        client.http.timeout = httpx.Timeout(120)
+        job = client.upload_ok([("big.bmp", image)])[0]
+        # Warm up the download path, then measure the peak from here.
+        assert client.http.get(f"/api/v1/jobs/{job['id']}/source").content == image
+        reset_peak_rss(proc.proc.pid)
+        idle = kib_of(proc.proc.pid, "VmRSS")
+        all_started = threading.Barrier(DOWNLOADS, timeout=120)
+        received: list[bytes] = []
+        lock = threading.Lock()
+
+        def download() -> None:
+            with (
+                httpx.Client(base_url=url, headers=client.http.headers, timeout=120) as http,
+                http.stream("GET", f"/api/v1/jobs/{job['id']}/source") as response,
+            ):
+                assert response.status_code == 200
+                all_started.wait()
+                body = response.read()
+            with lock:
+                received.append(body)
+
+        threads = [threading.Thread(target=download) for _ in range(DOWNLOADS)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(300)
+        peak = kib_of(proc.proc.pid, "VmHWM")
+    assert received == [image] * DOWNLOADS
+    served = DOWNLOADS * len(image)
+    print(
+        f"\n{storage}: API peak RSS +{(peak - idle) / MIB:.0f} MiB serving {served / MIB:.0f} MiB"
+    )
+    # Streaming: a few MiB per download (its pieces, connections). Buffered: 1.5x what is served.
+    assert peak - idle < served / 2, f"peak +{(peak - idle) / MIB:.0f} MiB"
+
+
 def test_presigned_redirect_with_credentials_from_files(
     s3_private: Stack, weed: SeaweedFS, tmp_path: Path
 ) -> None:
@@ -329,3 +446,41 @@ def test_presigned_redirect_with_credentials_from_files(
         ready = httpx.get(f"{url}/readyz")
         assert ready.status_code == 503
         assert ready.json()["checks"]["storage"].startswith("unavailable")
+
+
+def test_a_rotated_key_pair_in_the_credential_files_is_used_without_a_restart(
+    s3_private: Stack, weed: SeaweedFS, tmp_path: Path
+) -> None:
+    rotated = ("rotated-" + secrets.token_hex(6), secrets.token_hex(20))
+    weed.other_keys = [rotated]  # both pairs work while the Secret is being rotated
+    weed.stop(signal.SIGKILL)
+    weed.start()
+    key_file, secret_file = tmp_path / "key", tmp_path / "secret"
+    key_file.write_text(weed.access_key)
+    secret_file.write_text(weed.secret_key)
+    del s3_private.overrides["IMGCONV_S3_ACCESS_KEY_ID"]
+    del s3_private.overrides["IMGCONV_S3_SECRET_ACCESS_KEY"]
+    proc, url = start_api(
+        s3_private,
+        IMGCONV_S3_ACCESS_KEY_ID_FILE=str(key_file),
+        IMGCONV_S3_SECRET_ACCESS_KEY_FILE=str(secret_file),
+    )
+    with running(proc):
+        client = ApiClient(url)
+        first = client.upload_ok([("a.jpg", photo(64, 64))])[0]
+        # The Secret now holds the new pair; then the old one is revoked.
+        key_file.write_text(rotated[0])
+        secret_file.write_text(rotated[1])
+        weed.stop(signal.SIGKILL)
+        weed.access_key, weed.secret_key = rotated
+        weed.other_keys = []
+        weed.start()
+        wait_until(
+            lambda: client.upload([("b.jpg", photo(64, 64))]).status_code == 202,
+            60,
+            "uploads did not work with the rotated key pair",
+            proc,
+        )
+        assert client.http.get("/readyz").status_code == 200
+        assert client.http.get(f"/api/v1/jobs/{first['id']}/source").status_code == 200
+    assert len(weed.object_keys()) == 2

@@ -26,10 +26,11 @@ from imgconv_core.db.session import make_engine, make_session_factory, transacti
 from imgconv_core.jobs import JobStatus
 from imgconv_core.processing import ClaimOutcome, claim_job, current_claimant
 from imgconv_core.settings import Settings
-from imgconv_core.storage import PostgresBlobStore, make_stores
+from imgconv_core.storage import BlobStore, PostgresBlobStore, make_stores
 from imgconv_core.sweeper import Sweeper
 from imgconv_core.tokens import issue_token
 from tests.support.images import photo
+from tests.support.seaweedfs import seaweedfs
 from tests.support.services import Stack, amqp_url, free_port, wait_until
 
 
@@ -68,7 +69,7 @@ def env(private_stack: Stack) -> Iterator[Env]:
     engine.dispose()
 
 
-def new_job(env: Env) -> job_store.JobRow:
+def new_job(env: Env, store: BlobStore | None = None) -> job_store.JobRow:
     new = job_store.NewJob(
         id=uuid.uuid4(),
         filename="a.jpg",
@@ -81,7 +82,7 @@ def new_job(env: Env) -> job_store.JobRow:
         options={},
     )
     with transaction(env.sessions) as tx:
-        stored = job_store.insert_jobs(tx, PostgresBlobStore(), env.client_id, [new])
+        stored = job_store.insert_jobs(tx, store or PostgresBlobStore(), env.client_id, [new])
     assert stored is not None
     return stored[0]
 
@@ -376,3 +377,49 @@ def test_jobs_whose_messages_the_broker_lost_are_published_again(env: Env) -> No
     row = load(env, job.id)
     assert row is not None
     assert row.status == "queued"
+
+
+def test_an_s3_outage_skips_only_the_s3_deletes_of_a_sweep_pass(env: Env, log_dir: Path) -> None:
+    """Expired S3 jobs wait for the store; the rest of the pass (Postgres jobs' retention, the
+    outbox) goes on, and the S3 jobs go once the store is back."""
+    with seaweedfs(log_dir) as weed:
+        settings = env.settings.model_copy(
+            update=weed.settings().model_dump(include={*S3_FIELDS}) | {"s3_max_retries": 0}
+        )
+        stores = make_stores(settings)
+        sweeper = Sweeper(settings, env.sessions, stores, env.redis, env.publisher.publish)
+        in_s3, in_postgres = new_job(env, stores.current), new_job(env)
+        past_retention(env, [in_s3.id, in_postgres.id])
+        with transaction(env.sessions) as tx:  # both expired jobs were published long ago
+            tx.execute(
+                update(Job)
+                .where(Job.id.in_([in_s3.id, in_postgres.id]))
+                .values(enqueued_at=func.now())
+            )
+        unpublished = new_job(env)
+        assert sorted(weed.object_keys()) == [f"{in_s3.id}/source"]
+        with weed.down():
+            report = sweeper.run_once()
+            assert report is not None
+            assert report.republished == 1
+            assert env.publisher.queue_depth()[0] == 1
+            assert enqueued(env, [unpublished.id])
+            assert load(env, in_postgres.id) is None
+            assert load(env, in_s3.id) is not None  # kept, so its objects are deleted later
+        report = sweeper.run_once()
+        assert report is not None
+        assert report.expired == 1
+        assert load(env, in_s3.id) is None
+        assert weed.object_keys() == []
+
+
+S3_FIELDS = (
+    "storage",
+    "s3_endpoint_url",
+    "s3_bucket",
+    "s3_region",
+    "s3_path_style",
+    "s3_prefix",
+    "s3_access_key_id",
+    "s3_secret_access_key",
+)

@@ -18,6 +18,7 @@ from PIL import Image
 
 from tests.support.client import ApiClient
 from tests.support.images import photo
+from tests.support.seaweedfs import SeaweedFS
 from tests.support.services import Process, Stack, start_api, wait_until
 
 MIB = 1024 * 1024
@@ -51,8 +52,12 @@ def bmp_of_about(size: int) -> bytes:
     return out.getvalue()
 
 
-def stored_sources(stack: Stack) -> tuple[int, int]:
-    """(jobs, bytes of their source blobs) in the stack's database."""
+def stored_sources(stack: Stack, seaweed: SeaweedFS | None = None) -> tuple[int, int]:
+    """(jobs, bytes of their source images) in the stack's database, or in `seaweed`."""
+    if seaweed is not None:
+        sizes = seaweed.object_sizes(f"{stack.vhost}/").items()
+        sources = [size for key, size in sizes if key.endswith("/source")]
+        return len(sources), sum(sources)
     url = stack.database_url.replace("postgresql+psycopg://", "postgresql://", 1)
     with psycopg.connect(url) as conn:
         row = conn.execute(
@@ -63,8 +68,18 @@ def stored_sources(stack: Stack) -> tuple[int, int]:
 
 
 @pytest.fixture
-def roomy_api(private_stack: Stack) -> Iterator[tuple[Process, str]]:
+def seaweed_or_none(request: pytest.FixtureRequest, storage: str) -> SeaweedFS | None:
+    """The suite's SeaweedFS when the test stores images in S3."""
+    return request.getfixturevalue("seaweed") if storage == "s3" else None
+
+
+@pytest.fixture
+def roomy_api(
+    private_stack: Stack, seaweed_or_none: SeaweedFS | None
+) -> Iterator[tuple[Process, str]]:
     """An API whose budget admits the three uploads at once (each 20 x 19 MiB)."""
+    if seaweed_or_none is not None:
+        private_stack.overrides.update(seaweed_or_none.env(f"{private_stack.vhost}/"))
     proc, url = start_api(
         private_stack,
         IMGCONV_UPLOAD_BUDGET_BYTES=str(UPLOADS * FILES * (FILE_BYTES + MIB)),
@@ -74,12 +89,16 @@ def roomy_api(private_stack: Stack) -> Iterator[tuple[Process, str]]:
 
 
 @pytest.mark.parametrize(
-    ("uploads", "files"),
-    [(UPLOADS, FILES), (16, 1)],
-    ids=["3 uploads of 20 files", "16 uploads of 1 file"],
+    ("uploads", "files", "storage"),
+    [(UPLOADS, FILES, "postgres"), (16, 1, "postgres"), (UPLOADS, FILES, "s3")],
+    ids=["3 uploads of 20 files", "16 uploads of 1 file", "3 uploads of 20 files to S3"],
 )
 def test_concurrent_large_uploads_stay_within_the_memory_bound(
-    private_stack: Stack, roomy_api: tuple[Process, str], uploads: int, files: int
+    private_stack: Stack,
+    roomy_api: tuple[Process, str],
+    seaweed_or_none: SeaweedFS | None,
+    uploads: int,
+    files: int,
 ) -> None:
     proc, url = roomy_api
     client = ApiClient(url)
@@ -118,7 +137,7 @@ def test_concurrent_large_uploads_stay_within_the_memory_bound(
         f"{FILE_BYTES // MIB} MiB in {seconds:.0f} s"
     )
     assert statuses == [202] * uploads
-    assert stored_sources(private_stack) == (
+    assert stored_sources(private_stack, seaweed_or_none) == (
         1 + uploads * files,
         job["source_bytes"] + uploads * files * len(image),
     )

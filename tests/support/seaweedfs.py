@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import obstore
 
 from imgconv_core.settings import Settings
 from imgconv_core.storage.s3 import S3BlobStore
@@ -57,6 +58,8 @@ class SeaweedFS:
     ports: SeaweedPorts = field(default_factory=_free_ports)
     access_key: str = field(default_factory=lambda: "test-" + secrets.token_hex(6))
     secret_key: str = field(default_factory=lambda: secrets.token_hex(20))
+    # More key pairs it accepts besides the one above (as during a key rotation).
+    other_keys: list[tuple[str, str]] = field(default_factory=list)
     bucket: str = BUCKET
     process: Process | None = None
 
@@ -77,7 +80,11 @@ class SeaweedFS:
                         {
                             "name": "imgconv",
                             "credentials": [
-                                {"accessKey": self.access_key, "secretKey": self.secret_key}
+                                {"accessKey": key, "secretKey": secret}
+                                for key, secret in [
+                                    (self.access_key, self.secret_key),
+                                    *self.other_keys,
+                                ]
                             ],
                             "actions": ["Admin", "Read", "Write", "List", "Tagging"],
                         }
@@ -152,6 +159,15 @@ class SeaweedFS:
             keys += [key for key, _ in page]
             after = page[-1][0]
         return keys
+
+    def object_sizes(self, prefix: str = "") -> dict[str, int]:
+        """The size of every object in the bucket under `prefix`, by key (relative to it)."""
+        store = self.store(prefix)
+        return {
+            meta["path"]: meta["size"]
+            for page in obstore.list(store._store(), chunk_size=1000)
+            for meta in page
+        }
 
     def create_bucket(self) -> None:
         """Create the bucket (as an operator would, before pointing imgconv at it)."""

@@ -10,7 +10,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol, TypeAlias
+from typing import Any, BinaryIO, Protocol, TypeAlias, runtime_checkable
 
 from sqlalchemy import Select, delete, func, insert, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -69,6 +69,14 @@ class SourceFile(Protocol):
     def contents(self) -> AbstractContextManager[bytes]:
         """The whole content, for the duration of the `with` block (the process bounds how
         many bytes are read out at once, so this may wait)."""
+
+
+@runtime_checkable
+class StreamableSource(SourceFile, Protocol):
+    """A source file that can also be read as a file object (e.g. an upload spilled to disk)."""
+
+    def stream(self) -> AbstractContextManager[BinaryIO]:
+        """The content as a file object at its start, for the duration of the `with` block."""
 
 
 @dataclass(frozen=True)
@@ -155,9 +163,15 @@ def _put_sources(tx: Session, store: BlobStore, new_jobs: Sequence[NewJob]) -> N
 
 
 def _put_source(tx: Session, store: BlobStore, new: NewJob) -> None:
+    key = blob_key(new.id, "source")
+    if store.streams_files and isinstance(new.source, StreamableSource):
+        # The store reads the file in pieces: its bytes never sit in memory whole.
+        with new.source.stream() as file:
+            store.put(tx, key, file, new.source_mime)
+        return
     # One file's bytes in memory at a time, released with this frame.
     with new.source.contents() as data:
-        store.put(tx, blob_key(new.id, "source"), data, new.source_mime)
+        store.put(tx, key, data, new.source_mime)
 
 
 def _forget_sources(tx: Session, store: BlobStore, new_jobs: Sequence[NewJob]) -> None:

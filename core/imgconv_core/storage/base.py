@@ -71,6 +71,7 @@ class BlobStore(Protocol):
 
     backend: StorageBackend
     transactional: bool
+    streams_files: bool  # `put` reads a file object in pieces (else whole, into memory)
 
     def put(self, tx: Session, key: str, data: bytes | BinaryIO, content_type: str) -> None:
         """Store `data` under `key` (overwrites); a file object is read from its position to

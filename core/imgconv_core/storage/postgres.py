@@ -74,6 +74,7 @@ class PostgresBlobStore:
 
     backend = StorageBackend.POSTGRES
     transactional = True
+    streams_files = False  # one bytea parameter
 
     def put(self, tx: Session, key: str, data: bytes | BinaryIO, content_type: str) -> None:
         """Store `data` under `key` (overwrites); a file is read whole (a bytea parameter)."""

@@ -3,14 +3,18 @@
 obstore (Rust's object_store under Python) was chosen by measurement: it spends about a third
 of boto3's CPU per 400 KB put and a quarter per get (`python -m bench.s3_clients`, numbers in
 the README). The client is created on first use in each process, so nothing connects at import
-and a forked worker child never shares its parent's connections.
+and a forked worker child never shares its parent's connections. With the key pair in files (a
+mounted Secret), the files are looked at again every few seconds and after any failed request;
+a changed pair gets a new client, so a rotated key is used without a restart.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, BinaryIO, NoReturn
 
@@ -33,9 +37,29 @@ log = logging.getLogger(__name__)
 # FileNotFoundError (a missing key) is not among them: it means "no such blob".
 _FAILURES = (BaseError, ConnectionError, TimeoutError)
 
+# A file bigger than one part goes up as a multipart upload, this many parts at a time: a few
+# uploads of 25 MiB files at once hold 10 MiB each, not their whole files.
+PART_BYTES = 5 * 1024 * 1024  # S3's smallest part
+PARTS_IN_FLIGHT = 2
+
+# How long a client trusts the key pair it read from files. Kubernetes updates a mounted
+# Secret within about a minute; a request failing meanwhile (the old key refused) makes the
+# next one look at once, so this only bounds the cost: two small reads per interval.
+CREDENTIALS_RECHECK_SECONDS = 10.0
+
 
 def _content_type(result: GetResult) -> str:
     return result.attributes.get("Content-Type") or "application/octet-stream"
+
+
+@dataclass
+class _Client:
+    """A process's S3 client and the key pair it signs with (None: the environment's chain)."""
+
+    pid: int
+    store: S3Store
+    credentials: tuple[str, str] | None
+    recheck_at: float  # time.monotonic() after which the credential files are read again
 
 
 class S3BlobReader:
@@ -68,18 +92,47 @@ class S3BlobStore:
 
     backend = StorageBackend.S3
     transactional = False
+    streams_files = True
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._client: tuple[int, S3Store] | None = None
+        self._client: _Client | None = None
+        self._keys_in_files = (
+            settings.s3_access_key_id_file is not None
+            or settings.s3_secret_access_key_file is not None
+        )
 
     def _store(self) -> S3Store:
-        pid = os.getpid()
-        if self._client is None or self._client[0] != pid:
-            self._client = (pid, self._connect())
-        return self._client[1]
+        client, pid = self._client, os.getpid()
+        if client is None or client.pid != pid:
+            credentials = self._settings.s3_credentials()
+            client = _Client(pid, self._connect(credentials), credentials, self._recheck_at())
+            self._client = client
+        elif self._keys_in_files and time.monotonic() >= client.recheck_at:
+            client = self._rotated(client)
+        return client.store
 
-    def _connect(self) -> S3Store:
+    def _recheck_at(self) -> float:
+        return time.monotonic() + CREDENTIALS_RECHECK_SECONDS
+
+    def _rotated(self, client: _Client) -> _Client:
+        """`client`, or a new one if the key pair in the files changed."""
+        try:
+            credentials = self._settings.s3_credentials()
+        except OSError as exc:  # e.g. the Secret's files being swapped: keep the pair in use
+            log.warning("could not re-read the S3 credential files: %s", exc)
+            client.recheck_at = self._recheck_at()
+            return client
+        if credentials == client.credentials:
+            client.recheck_at = self._recheck_at()
+            return client
+        log.info("the S3 credential files changed: using the new key pair")
+        self._client = _Client(
+            client.pid, self._connect(credentials), credentials, self._recheck_at()
+        )
+        return self._client
+
+    def _connect(self, credentials: tuple[str, str] | None) -> S3Store:
         s = self._settings
         plain_http = bool(s.s3_endpoint_url and s.s3_endpoint_url.startswith("http://"))
         config: dict[str, str | bool] = {
@@ -91,7 +144,6 @@ class S3BlobStore:
         }
         if s.s3_endpoint_url:
             config["endpoint"] = s.s3_endpoint_url
-        credentials = s.s3_credentials()
         if credentials is not None:
             config["access_key_id"], config["secret_access_key"] = credentials
         client: ClientConfig = {
@@ -118,6 +170,8 @@ class S3BlobStore:
         )
 
     def _unavailable(self, action: str, exc: Exception) -> NoReturn:
+        if self._client is not None:  # a refused key may have been rotated: look next time
+            self._client.recheck_at = 0.0
         log.warning("S3 %s failed: %s", action, str(exc).splitlines()[0] if str(exc) else exc)
         raise StorageUnavailable(
             "the image store is unreachable; try again shortly",
@@ -128,7 +182,14 @@ class S3BlobStore:
         """Store `data` under `key` now (overwrites); a file is streamed, in parts when big."""
         del tx  # not transactional: the caller commits its row after this returns
         try:
-            obstore.put(self._store(), key, data, attributes={"Content-Type": content_type})
+            obstore.put(
+                self._store(),
+                key,
+                data,
+                attributes={"Content-Type": content_type},
+                chunk_size=PART_BYTES,
+                max_concurrency=PARTS_IN_FLIGHT,
+            )
         except _FAILURES as exc:
             self._unavailable("put", exc)
 
