@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import io
 import os
 import re
 import tempfile
@@ -194,6 +195,16 @@ class UploadedFile:
             return
         self._disk.seek(0)
         yield self._disk.read()
+
+    @contextlib.contextmanager
+    def stream(self) -> Iterator[BinaryIO]:
+        """The content as a file object at its start, for stores that read files in pieces: the
+        temporary file itself, so a spilled file is never in memory whole."""
+        if self._disk is None:
+            yield io.BytesIO(self._memory)  # small (kept in memory): a copy costs little
+            return
+        self._disk.seek(0)
+        yield self._disk
 
     def close(self) -> None:
         """Free the memory or temporary file."""

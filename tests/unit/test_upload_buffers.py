@@ -16,6 +16,7 @@ from imgconv_api.uploads import (
     body_deadline,
     storing_cost,
 )
+from imgconv_core.db.job_store import StreamableSource
 from imgconv_core.errors import Busy
 from imgconv_core.settings import Settings
 
@@ -46,6 +47,23 @@ async def test_a_small_file_stays_in_memory_and_a_large_one_spills() -> None:
     assert large.digest() == hashlib.sha256(chunk * 3).digest()
     form.close()
     assert (budget.in_memory, budget.storing) == (0, 0)
+
+
+def test_stores_that_stream_get_the_temporary_file_itself() -> None:
+    """S3 reads an upload in pieces: a spilled file reaches it as its temporary file, never as
+    bytes in memory; a small one as a file over its bytes."""
+    budget = UploadBudget(limit=10 * SPILL_BYTES, memory_limit=100 * SPILL_BYTES)
+    small, large = form_of(budget, 2).files
+    small.write(b"a" * 1000)
+    large.write(b"b" * (2 * SPILL_BYTES))
+    assert isinstance(large, StreamableSource)
+    with large.stream() as file:
+        assert file is large._disk
+        assert file.read() == b"b" * (2 * SPILL_BYTES)
+    with small.stream() as file:
+        assert file.read() == b"a" * 1000
+    small.close()
+    large.close()
 
 
 @pytest.mark.asyncio
