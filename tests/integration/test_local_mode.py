@@ -8,6 +8,7 @@ normal-user path is run too, as `nobody` when the tests run as root. Ports are p
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import random
 import shutil
@@ -18,6 +19,7 @@ import tempfile
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +30,7 @@ import redis
 
 from scripts import run_local
 from scripts.run_local import Account, LocalConfig, Supervisor
+from tests.support.observability import tool, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -302,7 +305,7 @@ class MakeUp:
     """Starts `make up` runs on one temporary data dir and cleans up after the test."""
 
     def __init__(self, scratch: Path) -> None:
-        self.pg_port, self.redis_port, self.api_port = free_ports(3)
+        self.pg_port, self.redis_port, self.api_port, self.prometheus_port = free_ports(4)
         self.data_dir = scratch / "data"
         self.api_url = f"http://127.0.0.1:{self.api_port}"
         self.pg_dsn = f"postgresql://imgconv@127.0.0.1:{self.pg_port}/imgconv"
@@ -316,6 +319,7 @@ class MakeUp:
             IMGCONV_LOCAL_PG_PORT=str(self.pg_port),
             IMGCONV_LOCAL_REDIS_PORT=str(self.redis_port),
             IMGCONV_LOCAL_API_PORT=str(self.api_port),
+            IMGCONV_LOCAL_PROMETHEUS_PORT=str(self.prometheus_port),
             IMGCONV_LOCAL_FRONTEND="0",
             IMGCONV_LOCAL_CONCURRENCY="1",
         )
@@ -353,6 +357,17 @@ def _children(run: LocalRun) -> set[int]:
     return descendants(run.process.pid)
 
 
+def components_scraped(prometheus: str) -> set[str]:
+    """The components whose build info the local Prometheus has scraped."""
+    query = urllib.parse.urlencode({"query": "imgconv_build_info"})
+    try:
+        with urllib.request.urlopen(f"{prometheus}/api/v1/query?{query}", timeout=5) as answer:
+            body = json.load(answer)
+    except (urllib.error.URLError, OSError):
+        return set()
+    return {sample["metric"]["component"] for sample in body["data"]["result"]}
+
+
 def test_make_up_stops_on_ctrl_c_reuses_its_data_and_fails_if_a_service_dies(
     make_up: MakeUp,
 ) -> None:
@@ -361,6 +376,15 @@ def test_make_up_stops_on_ctrl_c_reuses_its_data_and_fails_if_a_service_dies(
     children = _children(first)
     assert len(children) >= 4, first.output  # postgres, redis, worker, api (and their helpers)
     assert f"API    {make_up.api_url}" in first.output
+    # Its Prometheus scrapes the API and the worker it started, at the addresses it gave them.
+    tool("prometheus")
+    prometheus = f"http://127.0.0.1:{make_up.prometheus_port}"
+    assert prometheus in first.output  # the banner
+    wait_for(
+        lambda: components_scraped(prometheus) >= {"api", "worker"},
+        90,
+        f"make up's Prometheus never scraped the API and the worker:\n{first.output}",
+    )
     with psycopg.connect(make_up.pg_dsn, autocommit=True) as conn:
         conn.execute("CREATE TABLE marker (note text)")
         conn.execute("INSERT INTO marker VALUES ('kept')")
