@@ -13,7 +13,9 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -41,6 +43,7 @@ from tests.support.services import (
     REDIS_PORT,
     Process,
     Stack,
+    api_command,
     create_database,
     create_vhost,
     delete_vhost,
@@ -282,7 +285,15 @@ def bench_poll_counting(stack: Stack, client: ApiClient, job_id: str) -> list[Ro
     off = statistics.median(r[1].requests_per_s for r in rounds)
     per_poll_on, per_poll_off = _metric_work_per_poll(True), _metric_work_per_poll(False)
     cpu_on, cpu_off = (statistics.median(cpu_per_poll[k]) * 1e6 for k in (True, False))
+    on_count, off_count = (_instructions_per_poll(stack, path, auth, c) for c in (True, False))
     return [
+        row(
+            "  instructions per cached poll in the API process, poll metrics on (callgrind)",
+            "-" if on_count is None else f"{on_count:,.0f}",
+            "valgrind missing" if off_count is None else f"metrics off: {off_count:,.0f}",
+            None if on_count is None or off_count is None else off_count / on_count,
+            ">= 0.95 (off / on; the same count in any run: noise-free)",
+        ),
         row(
             "  API process CPU per cached poll, poll metrics on (median of 6 runs)",
             f"{cpu_on:.0f} us",
@@ -308,6 +319,57 @@ def bench_poll_counting(stack: Stack, client: ApiClient, job_id: str) -> list[Ro
             ">= 0.95 of off (not measurably slower)",
         ),
     ]
+
+
+def _instructions_per_poll(
+    stack: Stack, path: str, auth: dict[str, str], counting: bool, polls: int = 1000
+) -> float | None:
+    """Instructions the API process executes per cached poll, counted by valgrind's callgrind
+    over `polls` sequential polls (instrumentation on only meanwhile): unlike time, the count
+    does not move with the machine's load. None without valgrind."""
+    if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
+        return None
+    port = free_port()
+    out = stack.log_dir / f"callgrind-{counting}-{port}.out"
+    proc = spawn(
+        "api-callgrind",
+        [
+            "valgrind",
+            "--tool=callgrind",
+            "--instr-atstart=no",
+            f"--callgrind-out-file={out}",
+            *api_command(port),
+        ],
+        stack.env(IMGCONV_POLL_METRICS=str(counting).lower()),
+        stack.log_dir,
+    )
+    api = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: _up(api + "/healthz"), 600, "API under valgrind did not start", proc)
+
+        def control(*args: str) -> None:
+            subprocess.run(
+                ["callgrind_control", *args, str(proc.proc.pid)], check=True, capture_output=True
+            )
+
+        with httpx.Client(base_url=api, headers=auth, timeout=60) as client:
+            for _ in range(200):  # warm-up: caches filled, code paths taken once
+                client.get(path).raise_for_status()
+            control("-i", "on")
+            for _ in range(polls):
+                client.get(path).raise_for_status()
+            control("-i", "off")
+            control("-d")
+        dumps = sorted(stack.log_dir.glob(f"{out.name}.*"))
+        totals = [
+            int(line.split()[1])
+            for dump in dumps
+            for line in dump.read_text().splitlines()
+            if line.startswith("totals:")
+        ]
+        return sum(totals) / polls
+    finally:
+        proc.stop(timeout=60)
 
 
 def _cpu_seconds(pid: int) -> float:
