@@ -28,9 +28,9 @@ from imgconv_core.settings import LOCAL_SECRET, Settings
 from imgconv_core.storage import BLOB_ROLES, BlobRole, BlobStore, PostgresBlobStore, blob_key
 from imgconv_core.tokens import verify_token
 from imgconv_core.uploads import ConversionRequest, upload_fingerprint
-from tests.integration.test_upload_memory import bmp_of_about, bytes_held
 from tests.support.client import ApiClient
-from tests.support.images import photo
+from tests.support.images import bmp_of_about, photo
+from tests.support.memory import bytes_held
 from tests.support.seaweedfs import SeaweedFS
 from tests.support.services import REDIS_DB, Stack, destroy_stack, make_stack, start_api, wait_until
 
@@ -248,6 +248,23 @@ class SentFile:
         yield self.data
 
 
+def stored_by_the_test(
+    client_id: uuid.UUID, filename: str, source: job_store.SourceFile
+) -> job_store.NewJob:
+    """A 24x24 JPEG to PNG job of the client's, which the test stores itself (not the API)."""
+    return job_store.NewJob(
+        filename=filename,
+        source=source,
+        source_format="jpeg",
+        source_mime="image/jpeg",
+        width=24,
+        height=24,
+        target_format="png",
+        options=ConversionRequest(format=ImageFormat.PNG).job_options(),
+        id=new_job_id(LOCAL_SECRET.encode(), client_id),
+    )
+
+
 @pytest.mark.parametrize("first_upload", ["commits", "rolls back"])
 def test_the_same_idempotency_key_at_once_stores_one_upload(
     race_stack: Stack, race_api: str, sessions: sessionmaker[Session], first_upload: str
@@ -260,17 +277,7 @@ def test_the_same_idempotency_key_at_once_stores_one_upload(
     key = f"same-key-{first_upload}"
     sent = SentFile(0, "a.jpg", photo(24, 24))
     fingerprint = upload_fingerprint(ConversionRequest(format=ImageFormat.PNG), [sent])
-    first = job_store.NewJob(
-        filename=sent.filename,
-        source=sent,
-        source_format="jpeg",
-        source_mime="image/jpeg",
-        width=24,
-        height=24,
-        target_format="png",
-        options=ConversionRequest(format=ImageFormat.PNG).job_options(),
-        id=new_job_id(LOCAL_SECRET.encode(), client_id),
-    )
+    first = stored_by_the_test(client_id, sent.filename, sent)
     with sessions() as tx, tx.begin():
         stored = job_store.insert_jobs(
             tx, PostgresBlobStore(), client_id, [first], (key, fingerprint)
@@ -304,17 +311,7 @@ def test_a_key_that_expires_while_its_retry_waits_is_upload_gone(
     key = "expires-at-once"
     sent = SentFile(0, "a.jpg", photo(24, 24))
     request = ConversionRequest(format=ImageFormat.PNG)
-    first = job_store.NewJob(
-        filename=sent.filename,
-        source=sent,
-        source_format="jpeg",
-        source_mime="image/jpeg",
-        width=24,
-        height=24,
-        target_format="png",
-        options=request.job_options(),
-        id=new_job_id(LOCAL_SECRET.encode(), client_id),
-    )
+    first = stored_by_the_test(client_id, sent.filename, sent)
     url = race_stack.database_url.replace("postgresql+psycopg://", "postgresql://", 1)
     with psycopg.connect(url) as retention:
         with sessions() as tx, tx.begin():
@@ -360,17 +357,7 @@ def test_uploads_waiting_to_be_stored_hold_no_thread(
         key = "holds-the-storing-room"
         sent = SentFile(0, "big.bmp", bmp_of_about(2 * 1024 * 1024))  # spills to disk
         request = ConversionRequest(format=ImageFormat.PNG)
-        other = job_store.NewJob(
-            filename=sent.filename,
-            source=SentFile(0, "other.jpg", photo(24, 24)),
-            source_format="jpeg",
-            source_mime="image/jpeg",
-            width=24,
-            height=24,
-            target_format="png",
-            options=request.job_options(),
-            id=new_job_id(LOCAL_SECRET.encode(), client_id),
-        )
+        other = stored_by_the_test(client_id, sent.filename, SentFile(0, "o.jpg", photo(24, 24)))
         with sessions() as tx, tx.begin():
             fingerprint = upload_fingerprint(request, [sent])
             stored = job_store.insert_jobs(

@@ -25,9 +25,9 @@ from imgconv_core.db.session import make_engine, make_session_factory, transacti
 from imgconv_core.processing import Result, claim_job, complete_job
 from imgconv_core.storage import blob_key
 from imgconv_core.tokens import issue_token
-from tests.integration.test_upload_memory import MIB, bmp_of_about, kib_of
 from tests.support.client import ApiClient
-from tests.support.images import format_of, photo
+from tests.support.images import bmp_of_about, format_of, photo
+from tests.support.memory import MIB, kib_of
 from tests.support.seaweedfs import SeaweedFS, seaweedfs
 from tests.support.services import Stack, running, start_api, start_worker, wait_until
 

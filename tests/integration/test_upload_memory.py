@@ -3,53 +3,26 @@ process's budget of upload bytes an upload is answered 503 `busy` with Retry-Aft
 
 from __future__ import annotations
 
-import io
-import re
 import socket
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import psycopg
 import pytest
-from PIL import Image
 
 from tests.support.client import ApiClient
-from tests.support.images import photo
+from tests.support.images import bmp_of_about, photo
+from tests.support.memory import MIB, bytes_held, kib_of
 from tests.support.seaweedfs import SeaweedFS
 from tests.support.services import Process, Stack, start_api, wait_until
 
-MIB = 1024 * 1024
 FILE_BYTES = 19 * MIB
 FILES = 20
 UPLOADS = 3
 # The documented bound (README, "Memory"): the API process's peak RSS over its idle RSS.
 PEAK_OVER_IDLE = 300 * MIB
-
-
-def kib_of(pid: int, field: str) -> int:
-    """A `VmRSS`/`VmHWM` figure of a process and its children, in bytes."""
-    pids = [pid]
-    children = Path(f"/proc/{pid}/task/{pid}/children")
-    if children.exists():
-        pids += [int(child) for child in children.read_text().split()]
-    total = 0
-    for each in pids:
-        match = re.search(rf"^{field}:\s+(\d+) kB", Path(f"/proc/{each}/status").read_text(), re.M)
-        assert match, f"no {field} for {each}"
-        total += int(match.group(1)) * 1024
-    return total
-
-
-def bmp_of_about(size: int) -> bytes:
-    """An uncompressed BMP of about `size` bytes (a valid image of a few megapixels)."""
-    width = 2048
-    height = size // (width * 3)
-    out = io.BytesIO()
-    Image.new("RGB", (width, height), (200, 30, 90)).save(out, "BMP")
-    return out.getvalue()
 
 
 def stored_sources(stack: Stack, seaweed: SeaweedFS | None = None) -> tuple[int, int]:
@@ -159,13 +132,6 @@ def tight_api(stack: Stack) -> Iterator[str]:
     )
     yield url
     proc.stop()
-
-
-def bytes_held(url: str) -> float:
-    metrics = httpx.get(f"{url}/metrics").text
-    match = re.search(r"^imgconv_api_upload_bytes_held (\S+)$", metrics, re.M)
-    assert match, "no imgconv_api_upload_bytes_held metric"
-    return float(match.group(1))
 
 
 def chunked_upload(client: ApiClient, data: bytes) -> httpx.Response:

@@ -289,3 +289,12 @@ def corrupt_png() -> bytes:
     start = data.index(b"IDAT") + 20
     data[start : start + 40] = bytes(b ^ 0x5A for b in data[start : start + 40])
     return bytes(data)
+
+
+def bmp_of_about(size: int) -> bytes:
+    """An uncompressed BMP of about `size` bytes (a valid image of a few megapixels)."""
+    width = 2048
+    height = size // (width * 3)
+    out = BytesIO()
+    Image.new("RGB", (width, height), (200, 30, 90)).save(out, "BMP")
+    return out.getvalue()
