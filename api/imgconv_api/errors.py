@@ -16,7 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from psycopg import OperationalError as PsycopgOperationalError
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
@@ -49,6 +49,7 @@ from imgconv_core.errors import (
     UnsupportedSourceFormat,
     UploadGone,
 )
+from imgconv_core.outages import database_unreachable
 
 log = logging.getLogger(__name__)
 
@@ -127,8 +128,7 @@ def as_domain_error(exc: BaseException) -> ImgconvError | None:
         return exc
     if isinstance(exc, ClientDisconnect):
         return ClientDisconnected("the client closed the connection before its request was read")
-    outage = OperationalError | InterfaceError | PoolTimeout | PsycopgOperationalError
-    if isinstance(exc, outage) or (isinstance(exc, DBAPIError) and exc.connection_invalidated):
+    if database_unreachable(exc):
         return DatabaseUnavailable("the database is unavailable; try again shortly")
     return None
 

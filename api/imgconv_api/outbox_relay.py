@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from imgconv_api import metrics
 from imgconv_core.db.job_store import mark_enqueued
 from imgconv_core.db.session import transaction
+from imgconv_core.outages import outage
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +86,14 @@ class OutboxRelay:
     def _publish_batch(self, batch: list[uuid.UUID]) -> list[uuid.UUID]:
         try:
             sent = self._publish(batch)
-        except Exception:
-            log.warning("publishing %d job(s) failed; the sweeper will", len(batch), exc_info=True)
+        except Exception as exc:
+            down = outage(exc)
+            log.warning(
+                "publishing %d job(s) failed (%s); the sweeper will",
+                len(batch),
+                down or "unexpected error",
+                exc_info=down is None,
+            )
             sent = []
         metrics.PUBLISH_FAILURES.inc(len(batch) - len(sent))
         return sent
@@ -95,9 +102,11 @@ class OutboxRelay:
         try:
             with transaction(self._sessions) as tx:
                 mark_enqueued(tx, job_ids)
-        except Exception:
+        except Exception as exc:
+            down = outage(exc)
             log.warning(
-                "could not mark %d job(s) enqueued; the sweeper will re-publish them",
+                "could not mark %d job(s) enqueued (%s); the sweeper will re-publish them",
                 len(job_ids),
-                exc_info=True,
+                down or "unexpected error",
+                exc_info=down is None,
             )

@@ -3,7 +3,9 @@ RabbitMQ."""
 
 from __future__ import annotations
 
+import logging
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -423,3 +425,42 @@ S3_FIELDS = (
     "s3_access_key_id",
     "s3_secret_access_key",
 )
+
+
+def test_a_database_outage_is_one_warning_per_pass_not_a_traceback(
+    env: Env, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The sweeper keeps running through the outage and says what is down in one line; the
+    relay, unable to mark what it published, says so the same way."""
+    gone = env.settings.model_copy(
+        update={"database_url": f"postgresql+psycopg://u:p@127.0.0.1:{free_port()}/imgconv"}
+    )
+    engine = make_engine(gone, pool_size=1)
+    sessions = make_session_factory(engine)
+    sweeper = Sweeper(gone, sessions, make_stores(gone), env.redis, env.publisher.publish)
+    caplog.set_level(logging.WARNING)
+    passes = threading.Thread(target=sweeper.run_forever)
+    passes.start()
+    try:
+        wait_until(
+            lambda: sum("sweep skipped" in r.getMessage() for r in caplog.records) >= 2,
+            15,
+            "the sweeper did not report two skipped passes",
+        )
+    finally:
+        sweeper.stop()
+        passes.join(10)
+    assert not passes.is_alive()
+    relay = OutboxRelay(sessions, env.publisher.publish)
+    relay.start()
+    relay.add([uuid.uuid4()])
+    relay.close()
+    engine.dispose()
+    ours = [r for r in caplog.records if r.name.startswith(("imgconv_core", "imgconv_api"))]
+    assert {r.levelno for r in ours} == {logging.WARNING}
+    assert not any(r.exc_info for r in ours), [r.getMessage() for r in ours]
+    marked = [r.getMessage() for r in ours if "could not mark" in r.getMessage()]
+    assert len(marked) == 1
+    assert "(database unavailable: " in marked[0]
+    skipped = [r.getMessage() for r in ours if "sweep skipped" in r.getMessage()]
+    assert all("database unavailable: " in m and "\n" not in m for m in skipped)
