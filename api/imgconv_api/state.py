@@ -98,7 +98,11 @@ class AppState:
             # Pub/sub blocks waiting for messages: no read timeout on that connection.
             events=JobEventHub(aioredis.Redis.from_url(url, socket_connect_timeout=1.0)),
             rate_limits=RateLimits(settings),
-            upload_budget=UploadBudget(settings.upload_budget_bytes, settings.upload_memory_bytes),
+            upload_budget=UploadBudget(
+                settings.upload_budget_bytes,
+                settings.upload_memory_bytes,
+                settings.upload_storing_wait_seconds,
+            ),
             publisher=publisher,
             poll_metrics=PollMetrics(
                 async_redis,

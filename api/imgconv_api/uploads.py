@@ -6,7 +6,7 @@
 - the upload bytes this process holds (memory and temporary files) stay within a budget, taken
   as the bytes arrive: past it, an upload is answered 503 `busy` with Retry-After;
 - an upload waits for room to be stored in the event loop, not in a pool thread, and at most
-  `STORING_WAIT_SECONDS`;
+  `IMGCONV_UPLOAD_STORING_WAIT_SECONDS`;
 - a body that arrives too slowly (a pause, or a trickle) is answered 408.
 """
 
@@ -41,8 +41,6 @@ MAX_FIELDS = 32
 # A file up to this size may stay in memory; past it, it goes to a temporary file.
 SPILL_BYTES = 1024 * 1024
 BUSY_RETRY_AFTER_SECONDS = 2
-# How long an upload may wait for storing room before it is answered 503 `busy`.
-STORING_WAIT_SECONDS = 30.0
 
 
 def storing_cost(size: int) -> int:
@@ -67,9 +65,7 @@ class UploadBudget:
     Used from the event loop only; the threads that accept uploads read the form's files.
     """
 
-    def __init__(
-        self, limit: int, memory_limit: int, storing_wait: float = STORING_WAIT_SECONDS
-    ) -> None:
+    def __init__(self, limit: int, memory_limit: int, storing_wait: float) -> None:
         self.limit = limit
         self.in_memory_limit = memory_limit // 2
         self.storing_limit = memory_limit - self.in_memory_limit

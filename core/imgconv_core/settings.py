@@ -98,6 +98,7 @@ class Settings(BaseSettings):
     body_min_bytes_per_second: float = Field(default=4096, gt=0)
     upload_budget_bytes: int = Field(default=1024 * 1024 * 1024, ge=1)
     upload_memory_bytes: int = Field(default=128 * 1024 * 1024, ge=0)
+    upload_storing_wait_seconds: float = Field(default=30.0, gt=0, le=300)
 
     # observability
     broker_management_url: str | None = None

@@ -30,7 +30,7 @@ def form_of(budget: UploadBudget, files: int) -> UploadForm:
 
 @pytest.mark.asyncio
 async def test_a_small_file_stays_in_memory_and_a_large_one_spills() -> None:
-    budget = UploadBudget(limit=10 * SPILL_BYTES, memory_limit=100 * SPILL_BYTES)
+    budget = UploadBudget(limit=10 * SPILL_BYTES, memory_limit=100 * SPILL_BYTES, storing_wait=30)
     form = form_of(budget, 2)
     small, large = form.files
     small.write(b"a" * 1000)
@@ -52,7 +52,7 @@ async def test_a_small_file_stays_in_memory_and_a_large_one_spills() -> None:
 def test_stores_that_stream_get_the_temporary_file_itself() -> None:
     """S3 reads an upload in pieces: a spilled file reaches it as its temporary file, never as
     bytes in memory; a small one as a file over its bytes."""
-    budget = UploadBudget(limit=10 * SPILL_BYTES, memory_limit=100 * SPILL_BYTES)
+    budget = UploadBudget(limit=10 * SPILL_BYTES, memory_limit=100 * SPILL_BYTES, storing_wait=30)
     small, large = form_of(budget, 2).files
     small.write(b"a" * 1000)
     large.write(b"b" * (2 * SPILL_BYTES))
@@ -68,7 +68,9 @@ def test_stores_that_stream_get_the_temporary_file_itself() -> None:
 
 @pytest.mark.asyncio
 async def test_files_spill_once_the_process_holds_its_memory_share() -> None:
-    budget = UploadBudget(limit=100 * SPILL_BYTES, memory_limit=6000)  # 3000 for arriving files
+    budget = UploadBudget(
+        limit=100 * SPILL_BYTES, memory_limit=6000, storing_wait=30
+    )  # 3000 for arriving files
     form = form_of(budget, 3)
     for file in form.files:
         file.write(b"x" * 1200)
@@ -84,7 +86,7 @@ async def test_files_spill_once_the_process_holds_its_memory_share() -> None:
 
 
 def test_the_budget_refuses_what_it_cannot_hold() -> None:
-    budget = UploadBudget(limit=1000, memory_limit=0)
+    budget = UploadBudget(limit=1000, memory_limit=0, storing_wait=30)
     budget.reserve(600)
     with pytest.raises(Busy) as refused:
         budget.reserve(401)
@@ -106,7 +108,9 @@ def test_storing_costs_the_bytes_and_the_drivers_send_buffer() -> None:
 
 @pytest.mark.asyncio
 async def test_uploads_wait_for_room_to_be_stored() -> None:
-    budget = UploadBudget(limit=100 * SPILL_BYTES, memory_limit=2 * 3 * SPILL_BYTES)
+    budget = UploadBudget(
+        limit=100 * SPILL_BYTES, memory_limit=2 * 3 * SPILL_BYTES, storing_wait=30
+    )
     first, second, in_memory = form_of(budget, 1), form_of(budget, 1), form_of(budget, 1)
     for form in (first, second):
         form.files[0].write(b"y" * (SPILL_BYTES + 1))  # past the spill size: on disk
