@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 
 API_PREFIX = "/api/v1"
@@ -15,6 +16,13 @@ def job_path(job_id: uuid.UUID | str) -> str:
 def with_links(job_json: bytes, job_id: uuid.UUID | str) -> bytes:
     """A job's JSON (as services and the status cache hold it) with its `links` added, last:
     the `Job` the API answers with, without parsing the JSON again."""
+    return job_json[:-1] + _links_member(job_id)
+
+
+@functools.lru_cache(maxsize=16384)
+def _links_member(job_id: uuid.UUID | str) -> bytes:
+    """`,"links":{...}}` for a job. Kept for the ids asked about lately: a poller asks for the
+    same ids every second, and formatting a UUID is most of the cost."""
     base = job_path(job_id)
     links = f',"links":{{"self":"{base}","result":"{base}/result","source":"{base}/source"}}}}'
-    return job_json[:-1] + links.encode()
+    return links.encode()

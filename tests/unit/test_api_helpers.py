@@ -1,16 +1,18 @@
 """Pure API helpers: file names, Content-Disposition, client IP behind proxies, the raw 408,
-the upload's document."""
+the upload's document, the links of a job."""
 
 from __future__ import annotations
 
 import io
 import json
+import uuid
 from http.client import HTTPResponse
 
 import pytest
 from starlette.requests import Request
 
 from imgconv_api.http_server import timeout_response
+from imgconv_api.paths import with_links
 from imgconv_api.rate_limits import RateLimits
 from imgconv_api.routes.jobs import content_disposition
 from imgconv_api.schemas import upload_request_body
@@ -86,3 +88,17 @@ def test_the_upload_document_names_the_image_types_we_read() -> None:
     assert set(listed) == {MIME_TYPES[source] for source in SOURCE_FORMATS}
     assert "image/svg+xml" not in listed
     assert "image/*" not in listed
+
+
+def test_links_are_added_to_each_job_s_own_json() -> None:
+    """The links member is kept per id: each job gets its own, again and again."""
+    first, second = uuid.uuid4(), uuid.uuid4()
+    for _ in range(2):
+        for job_id in (first, second, str(second)):
+            job = json.loads(with_links(json.dumps({"id": str(job_id)}).encode(), job_id))
+            assert job["id"] == str(job_id)
+            assert job["links"] == {
+                "self": f"/api/v1/jobs/{job_id}",
+                "result": f"/api/v1/jobs/{job_id}/result",
+                "source": f"/api/v1/jobs/{job_id}/source",
+            }
