@@ -15,9 +15,6 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from psycopg import OperationalError as PsycopgOperationalError
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.routing import Match
@@ -49,7 +46,7 @@ from imgconv_core.errors import (
     UnsupportedSourceFormat,
     UploadGone,
 )
-from imgconv_core.outages import database_unreachable
+from imgconv_core.outages import DATABASE_ERRORS, database_unreachable
 
 log = logging.getLogger(__name__)
 
@@ -219,7 +216,7 @@ async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
 
 def install_error_handlers(app: FastAPI) -> None:
     """Register the handlers that give every error the same JSON shape."""
-    for cls in (ImgconvError, ClientDisconnect, DBAPIError, PoolTimeout, PsycopgOperationalError):
+    for cls in (ImgconvError, ClientDisconnect, *DATABASE_ERRORS):
         app.add_exception_handler(cls, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from imgconv_api import metrics
 from imgconv_core.db.job_store import mark_enqueued
 from imgconv_core.db.session import transaction
-from imgconv_core.outages import outage
+from imgconv_core.outages import log_failure
 
 log = logging.getLogger(__name__)
 
@@ -87,13 +87,7 @@ class OutboxRelay:
         try:
             sent = self._publish(batch)
         except Exception as exc:
-            down = outage(exc)
-            log.warning(
-                "publishing %d job(s) failed (%s); the sweeper will",
-                len(batch),
-                down or "unexpected error",
-                exc_info=down is None,
-            )
+            log_failure(log, f"publishing {len(batch)} job(s) failed; the sweeper will", exc)
             sent = []
         metrics.PUBLISH_FAILURES.inc(len(batch) - len(sent))
         return sent
@@ -103,10 +97,5 @@ class OutboxRelay:
             with transaction(self._sessions) as tx:
                 mark_enqueued(tx, job_ids)
         except Exception as exc:
-            down = outage(exc)
-            log.warning(
-                "could not mark %d job(s) enqueued (%s); the sweeper will re-publish them",
-                len(job_ids),
-                down or "unexpected error",
-                exc_info=down is None,
-            )
+            what = f"could not mark {len(job_ids)} job(s) enqueued"
+            log_failure(log, f"{what}; the sweeper will re-publish them", exc)

@@ -6,6 +6,8 @@ each time; a traceback is kept for everything else, which is a bug to look at.
 
 from __future__ import annotations
 
+import logging
+
 import psycopg
 import redis
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
@@ -14,6 +16,8 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from imgconv_core.errors import StorageUnavailable
 
 _DATABASE_DOWN = (OperationalError, InterfaceError, PoolTimeout, psycopg.OperationalError)
+# Every exception class `database_unreachable` may say yes to (for handler registration).
+DATABASE_ERRORS = (DBAPIError, PoolTimeout, psycopg.OperationalError)
 
 
 def database_unreachable(exc: BaseException) -> bool:
@@ -33,6 +37,16 @@ def outage(exc: BaseException) -> str | None:
     if isinstance(exc, StorageUnavailable):
         return f"image store unavailable: {_first_line(exc)}"
     return None
+
+
+def log_failure(logger: logging.Logger, what: str, exc: BaseException) -> None:
+    """Log that `what` failed: one warning line naming the service when one is down, else an
+    error with the traceback (a bug)."""
+    down = outage(exc)
+    if down is None:
+        logger.error("%s (unexpected error)", what, exc_info=exc)
+    else:
+        logger.warning("%s (%s)", what, down)
 
 
 def _first_line(exc: BaseException) -> str:

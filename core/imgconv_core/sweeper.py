@@ -29,7 +29,7 @@ from imgconv_core import status_cache
 from imgconv_core.db.job_store import cache_entry, jobs_changed_since, mark_enqueued
 from imgconv_core.db.session import transaction
 from imgconv_core.errors import StorageUnavailable
-from imgconv_core.outages import outage
+from imgconv_core.outages import log_failure
 from imgconv_core.processing import (
     expire_jobs,
     orphaned_jobs,
@@ -209,10 +209,7 @@ class Sweeper:
                 if report and any(vars(report).values()):
                     log.info("sweep: %s", report)
             except Exception as exc:
-                if (down := outage(exc)) is None:
-                    log.exception("sweep failed; retrying next interval")
-                else:
-                    log.warning("sweep skipped, %s; retrying next interval", down)
+                log_failure(log, "sweep skipped; retrying next interval", exc)
 
     def stop(self) -> None:
         """Make `run_forever` return after the current pass."""

@@ -3,6 +3,7 @@ raised for real by the libraries, against ports where nothing listens."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 import pytest
@@ -11,7 +12,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
 
 from imgconv_core.errors import StorageUnavailable
-from imgconv_core.outages import database_unreachable, outage
+from imgconv_core.outages import database_unreachable, log_failure, outage
 from tests.support.services import free_port
 
 
@@ -58,3 +59,21 @@ def test_the_image_store_down_is_an_outage() -> None:
 def test_anything_else_is_not_an_outage(exc: BaseException) -> None:
     assert outage(exc) is None
     assert not database_unreachable(exc)
+
+
+def test_an_outage_is_logged_in_one_line_and_a_bug_with_its_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    log = logging.getLogger("imgconv_test.outages")
+    with caplog.at_level(logging.WARNING, logger=log.name):
+        log_failure(log, "the pass failed", StorageUnavailable("S3 did not answer"))
+        log_failure(log, "the pass failed", ValueError("a bug"))
+    down, bug = caplog.records
+    assert (down.levelno, down.getMessage(), down.exc_info) == (
+        logging.WARNING,
+        "the pass failed (image store unavailable: S3 did not answer)",
+        None,
+    )
+    assert (bug.levelno, bug.getMessage()) == (logging.ERROR, "the pass failed (unexpected error)")
+    assert bug.exc_info is not None
+    assert isinstance(bug.exc_info[1], ValueError)
